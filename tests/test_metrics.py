@@ -1,0 +1,230 @@
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import random
+from typing import Any
+
+import pytest
+from hdrh.histogram import HdrHistogram
+
+from trio_bots._errors import ConfigError
+from trio_bots._metrics import (
+    FailureGroup,
+    Recorder,
+    Stats,
+    failures_from_snapshot,
+    merge,
+    stats_from_snapshot,
+    timeline_from_snapshot,
+)
+
+
+def snap(rec: Recorder, now: float = 1.0, bots: int = 0, active: float = 1.0) -> dict[str, Any]:
+    return rec.snapshot(now, bots_running=bots, active_seconds=active)
+
+
+def test_empty_recorder_snapshot_is_plain_data() -> None:
+    s = snap(Recorder(0.0), now=0.0, active=0.0)
+    assert s["version"] == 1
+    assert s["names"] == {} and s["failures"] == [] and s["counters"] == {}
+    assert [b["t"] for b in s["timeline"]] == [0]
+    assert s["timeline"][0]["count"] == 0 and math.isnan(s["timeline"][0]["p99"])
+    assert pickle.loads(pickle.dumps(s))["version"] == 1
+    json.dumps(s)
+    stats = stats_from_snapshot(s)
+    assert len(stats) == 0
+    assert stats.total.count == 0 and stats.total.rps == 0.0
+    assert math.isnan(stats.total.mean) and math.isnan(stats.total.percentile(99))
+
+
+def test_counts_percentiles_and_rps() -> None:
+    rec = Recorder(100.0)
+    for us in range(1, 1001):  # 1 µs .. 1 ms, exact below 2048 µs
+        rec.record("get", us)
+    rec.record_failure("get", "OSError", "reset", 4)
+    s = stats_from_snapshot(snap(rec, now=102.0, active=2.0))["get"]
+    assert s.count == 1000 and s.failure_count == 1
+    assert s.rps == pytest.approx(1001 / 2.0)
+    assert s.min == pytest.approx(1e-6) and s.max == pytest.approx(1e-3)
+    assert s.percentile(50) == pytest.approx(500e-6)
+    assert s.percentile(99) == pytest.approx(990e-6)
+    assert s.percentile(100) == s.max and s.percentile(0) == s.min
+    assert s.mean == pytest.approx(500.5e-6, rel=1e-3)
+    assert s.failure_rate == pytest.approx(1 / 1001)
+
+
+def test_exact_min_max_and_identical_samples() -> None:
+    rec = Recorder(0.0)
+    for _ in range(10):
+        rec.record("sleep", 1_000_000)  # one second: a 512 µs wide bucket
+    s = stats_from_snapshot(snap(rec))["sleep"]
+    assert (s.min, s.max, s.mean, s.percentile(50), s.percentile(99)) == (1.0,) * 5
+
+
+def test_percentiles_match_hdrh() -> None:
+    rng = random.Random(5)
+    rec = Recorder(0.0)
+    ref = HdrHistogram(1, 3_600_000_000, 3)
+    for _ in range(2000):
+        us = int(rng.lognormvariate(9, 2)) + 1
+        rec.record("x", us)
+        ref.record_value(us)
+    s = stats_from_snapshot(snap(rec))["x"]
+    for q in (1, 25, 50, 90, 99, 99.9):
+        assert s.percentile(q) == ref.get_value_at_percentile(q) / 1e6
+    assert s.mean == pytest.approx(ref.get_mean_value() / 1e6)
+    assert s.max == ref.max_value / 1e6 and s.min == ref.min_value / 1e6
+
+
+def test_clamping() -> None:
+    rec = Recorder(0.0)
+    rec.record("a", 0)
+    rec.record("a", -5)
+    rec.record("a", 10**13)
+    rec.record_fanout("direct", 0)
+    rec.record_corrected("b", 0, -1)
+    stats = stats_from_snapshot(snap(rec))
+    assert stats["a"].count == 3
+    assert stats["a"].min == 1e-6 and stats["a"].max == 3600.0
+    assert stats["direct"].min == 1e-6 and stats["b"].raw.max == 1e-6
+
+
+@pytest.mark.parametrize("q", [-0.1, 100.5, math.nan, "50"])
+def test_bad_percentile(q: Any) -> None:
+    with pytest.raises(ConfigError, match="from 0 to 100"):
+        Stats("x").percentile(q)
+
+
+def test_rps_without_active_time() -> None:
+    rec = Recorder(0.0)
+    rec.record("a", 5)
+    s = stats_from_snapshot(snap(rec, now=0.0, active=0.0))
+    assert math.isnan(s["a"].rps)
+    assert Stats("none").rps == 0.0
+
+
+def test_total_leaves_out_fanout_names() -> None:
+    rec = Recorder(0.0)
+    rec.record("a", 1000)
+    rec.record_failure("b", "E", "m", None)
+    rec.record_fanout("group:x", 9_000)
+    rec.record_fanout("group:x", 9_000)
+    stats = stats_from_snapshot(snap(rec, active=2.0))
+    assert stats["group:x"].kind == "fanout" and stats["group:x"].count == 2
+    total = stats.total
+    assert (total.count, total.failure_count, total.max) == (1, 1, 0.001)
+    assert total.rps == 1.0
+    with pytest.raises(KeyError, match="known names: 'a', 'b', 'group:x'"):
+        stats["nope"]
+
+
+def test_bytes_counters_gauges() -> None:
+    rec = Recorder(0.0)
+    rec.add_bytes("a", 10, 20)
+    rec.add_bytes("a", 1, 2)
+    rec.count("hits")
+    rec.count("hits", 4)
+    rec.gauge("queue", 3.0)
+    rec.gauge("queue", 2.0)
+    s = snap(rec)
+    a = stats_from_snapshot(s)["a"]
+    assert (a.bytes_sent, a.bytes_received, a.count) == (11, 22, 0)
+    assert s["counters"] == {"hits": 5} and s["gauges"] == {"queue": 2.0}
+
+
+def test_raw_histogram() -> None:
+    rec = Recorder(0.0)
+    rec.record("a", 1000)  # before any corrected sample: raw == corrected
+    rec.tick(0.5, 1)
+    rec.record("a", 2000)
+    rec.record_corrected("a", 50_000, 3000)
+    rec.record("a", 4000)
+    s = snap(rec)
+    assert s["names"]["a"]["raw_hist"] is not None
+    a = stats_from_snapshot(s)["a"]
+    assert a.count == 4 and a.raw.count == 4
+    assert a.max == 0.05 and a.raw.max == pytest.approx(0.004, rel=1e-3)
+    assert a.raw.min == 0.001
+    assert stats_from_snapshot(s).total.raw.max == a.raw.max
+
+
+def test_failures_grouped_most_frequent_first() -> None:
+    rec = Recorder(0.0)
+    rec.record_failure("a", "OSError", "reset", 3)
+    rec.tick(1.0, 1)
+    rec.record_failure("a", "ValueError", "boom", 5)
+    rec.record_failure("a", "ValueError", "boom", 1)
+    rec.record_failure("a", "OSError", "reset", 9)
+    rec.record_failure("a", "ValueError", "boom", 2)
+    groups = failures_from_snapshot(snap(rec, now=2.0))
+    assert groups == [
+        FailureGroup("a", "ValueError", "boom", 3, first_bot=5, first_t=2),
+        FailureGroup("a", "OSError", "reset", 2, first_bot=3, first_t=1),
+    ]
+    assert stats_from_snapshot(snap(rec, now=2.0))["a"].failure_count == 5
+
+
+def test_timeline_buckets() -> None:
+    rec = Recorder(10.0)
+    rec.record("a", 1000)
+    rec.tick(10.5, 2)
+    rec.record("a", 3000)
+    rec.record_failure("a", "E", "m", 0)
+    rec.tick(10.9, 3)  # same second: merged, bots = latest
+    rec.tick(12.1, 4)  # idle tick still makes a bucket
+    rec.record_fanout("direct", 7)
+    rec.tick(11.0, 5)  # the clock never goes back: lands in second 2
+    timeline = timeline_from_snapshot(snap(rec, now=13.0, bots=1))
+    assert [(b.t, b.bots, b.count, b.failures) for b in timeline] == [
+        (0, 3, 2, 1),
+        (2, 5, 0, 0),
+        (3, 1, 0, 0),
+    ]
+    first = timeline[0]
+    assert (first.p50, first.p99) == (0.001, 0.003)
+    assert first.names["a"].count == 2 and first.names["a"].failures == 1
+    assert timeline[1].names["direct"].count == 1 and math.isnan(timeline[1].p99)
+
+
+def test_snapshots_are_frozen() -> None:
+    rec = Recorder(0.0)
+    rec.record("a", 1000)
+    first = snap(rec, now=0.2)
+    copy = pickle.loads(pickle.dumps(first))
+    rec.record("a", 2000)
+    rec.record_failure("a", "E", "m", 1)
+    snap(rec, now=0.4)
+    assert first["names"] == copy["names"] and first["failures"] == copy["failures"]
+    assert first["timeline"][0]["count"] == 1
+
+
+def test_merge_basic_and_inputs_untouched() -> None:
+    a, b = Recorder(0.0), Recorder(0.5)
+    a.record("x", 1000)
+    a.count("c", 2)
+    a.gauge("g", 1.0)
+    b.record("x", 3000)
+    b.record("y", 10)
+    b.count("c", 3)
+    b.gauge("g", 4.0)
+    sa, sb = snap(a, now=1.2, bots=2, active=1.0), snap(b, now=1.4, bots=3, active=0.9)
+    ca = pickle.dumps(sa)
+    m = merge(sa, sb)
+    assert pickle.dumps(sa) == ca
+    assert (m["start_time"], m["now"], m["active_seconds"], m["bots_running"]) == (0.0, 1.4, 1.0, 5)
+    assert m["counters"] == {"c": 5} and m["gauges"] == {"g": 4.0}
+    stats = stats_from_snapshot(m)
+    assert stats["x"].count == 2 and stats["x"].max == 0.003 and stats["y"].count == 1
+    assert [(b["t"], b["bots"], b["count"]) for b in m["timeline"]] == [(0, 3, 2), (1, 2, 1)]
+
+
+def test_reads_run_snapshot_and_rejects_other_versions() -> None:
+    rec = Recorder(0.0)
+    rec.record("a", 1)
+    run = {"schema": "trio-bots/1", "metrics": snap(rec)}
+    assert stats_from_snapshot(run)["a"].count == 1
+    assert timeline_from_snapshot(run)[0].count == 1
+    with pytest.raises(ConfigError, match="version 2"):
+        stats_from_snapshot({**snap(rec), "version": 2})
