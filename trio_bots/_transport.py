@@ -1,0 +1,272 @@
+"""Connections a bot opens: TCP (with TLS), UDP and listeners.
+
+On trio the bot gets trio's own objects (`trio.SocketStream`, `trio.SSLStream`,
+`trio.SocketListener`). On asyncio it gets small adapters with the same
+surface, which raise trio's `BrokenResourceError`/`ClosedResourceError`, so
+worker code is the same on both backends.
+
+Example:
+    >>> import trio
+    >>> async def main():
+    ...     listener = await open_tcp_listener(0, "127.0.0.1")
+    ...     port = listener.socket.getsockname()[1]
+    ...     stream = await connect_tcp("127.0.0.1", port)
+    ...     await stream.aclose(); await listener.aclose()
+    ...     return type(stream).__name__
+    >>> trio.run(main)
+    'SocketStream'
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from typing import Any
+
+import anyio
+import anyio.abc
+import sniffio
+import trio
+
+from ._errors import ConnectError
+
+_RECEIVE_SIZE = 65536
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_reason(e) for e in exc.exceptions)
+    return str(exc) or type(exc).__name__
+
+
+def _is_trio() -> bool:
+    return sniffio.current_async_library() == "trio"
+
+
+async def connect_tcp(
+    host: str,
+    port: int,
+    *,
+    tls: bool = False,
+    ssl_context: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+) -> Any:
+    """Open a TCP connection with TCP_NODELAY, and do the TLS handshake when asked.
+
+    Returns a `trio.SocketStream` (or `trio.SSLStream`) on trio, an
+    `AsyncioStream` elsewhere.
+
+    Raises:
+        ConnectError: naming host and port, with the OS or TLS error as ``__cause__``.
+    """
+    if ssl_context is not None or server_hostname is not None:
+        tls = True
+    if tls and ssl_context is None:
+        ssl_context = ssl.create_default_context()
+    if _is_trio():
+        try:
+            stream: Any = await trio.open_tcp_stream(host, port)
+        except (OSError, BaseExceptionGroup) as exc:
+            raise ConnectError(f"cannot connect to {host}:{port}: {_reason(exc)}") from exc
+        if not tls:
+            return stream
+        assert ssl_context is not None
+        ssl_stream = trio.SSLStream(
+            stream, ssl_context, server_hostname=server_hostname or host, https_compatible=True
+        )
+        try:
+            await ssl_stream.do_handshake()
+        except (trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
+            await trio.aclose_forcefully(stream)
+            cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else exc
+            raise ConnectError(
+                f"TLS handshake with {host}:{port} failed: {_reason(cause or exc)}"
+            ) from (cause or exc)
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
+        return ssl_stream
+    try:
+        raw: Any
+        if tls:
+            raw = await anyio.connect_tcp(
+                host, port, ssl_context=ssl_context, tls_hostname=server_hostname or host
+            )
+        else:
+            raw = await anyio.connect_tcp(host, port)
+    except ssl.SSLError as exc:
+        raise ConnectError(f"TLS handshake with {host}:{port} failed: {_reason(exc)}") from exc
+    except (OSError, BaseExceptionGroup) as exc:
+        raise ConnectError(f"cannot connect to {host}:{port}: {_reason(exc)}") from exc
+    sock = raw.extra(anyio.abc.SocketAttribute.raw_socket, None)
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return AsyncioStream(raw)
+
+
+class AsyncioStream:
+    """A trio-shaped byte stream over an anyio stream, for bots on asyncio.
+
+    ``receive_some()`` returns ``b""`` at EOF; errors are trio's
+    `BrokenResourceError` and `ClosedResourceError`.
+
+    Example:
+        >>> import anyio
+        >>> async def main():
+        ...     a, b = anyio.create_memory_object_stream(1)
+        ...     return hasattr(AsyncioStream, "send_all")
+        >>> anyio.run(main)
+        True
+    """
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: anyio.abc.ByteStream) -> None:
+        self._stream = stream
+
+    @property
+    def socket(self) -> Any:
+        """The underlying socket, when there is one."""
+        return self._stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        """Send every byte of `data`."""
+        try:
+            await self._stream.send(bytes(data))
+        except anyio.ClosedResourceError as exc:
+            raise trio.ClosedResourceError(str(exc)) from exc
+        except (anyio.BrokenResourceError, OSError) as exc:
+            raise trio.BrokenResourceError(str(exc)) from exc
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        """Receive up to `max_bytes` bytes; ``b""`` at EOF."""
+        try:
+            return await self._stream.receive(max_bytes or _RECEIVE_SIZE)
+        except anyio.EndOfStream:
+            return b""
+        except anyio.ClosedResourceError as exc:
+            raise trio.ClosedResourceError(str(exc)) from exc
+        except (anyio.BrokenResourceError, OSError) as exc:
+            raise trio.BrokenResourceError(str(exc)) from exc
+
+    async def send_eof(self) -> None:
+        """Close the sending side, where the stream supports it."""
+        send_eof = getattr(self._stream, "send_eof", None)
+        if send_eof is not None:
+            await send_eof()
+
+    async def aclose(self) -> None:
+        """Close the stream."""
+        await self._stream.aclose()
+
+
+class UDPConnection:
+    """A connected UDP socket: ``send(data)``, ``receive()``, ``aclose()``.
+
+    Example:
+        >>> import trio
+        >>> async def main():
+        ...     server = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+        ...     await server.bind(("127.0.0.1", 0))
+        ...     udp = await connect_udp(*server.getsockname())
+        ...     await udp.send(b"ping")
+        ...     data, _ = await server.recvfrom(100)
+        ...     server.close(); await udp.aclose()
+        ...     return data
+        >>> trio.run(main)
+        b'ping'
+    """
+
+    __slots__ = ("_anyio", "_sock")
+
+    def __init__(self, sock: Any = None, anyio_socket: Any = None) -> None:
+        self._sock = sock
+        self._anyio = anyio_socket
+
+    async def send(self, data: bytes) -> None:
+        """Send one datagram."""
+        if self._sock is not None:
+            await self._sock.send(data)
+        else:
+            await self._anyio.send(data)
+
+    async def receive(self) -> bytes:
+        """Wait for one datagram."""
+        if self._sock is not None:
+            return bytes(await self._sock.recv(_RECEIVE_SIZE))
+        return bytes(await self._anyio.receive())
+
+    async def aclose(self) -> None:
+        """Close the socket."""
+        if self._sock is not None:
+            self._sock.close()
+            await trio.lowlevel.checkpoint()
+        else:
+            await self._anyio.aclose()
+
+
+async def connect_udp(host: str, port: int) -> UDPConnection:
+    """A UDP socket connected to (host, port).
+
+    Raises:
+        ConnectError: when the address cannot be resolved or used.
+    """
+    try:
+        if _is_trio():
+            infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+            family, _, _, _, address = infos[0]
+            sock = trio.socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                await sock.connect(address)
+            except BaseException:
+                sock.close()
+                raise
+            return UDPConnection(sock=sock)
+        udp = await anyio.create_connected_udp_socket(host, port)
+        return UDPConnection(anyio_socket=udp)
+    except OSError as exc:
+        raise ConnectError(f"cannot open UDP to {host}:{port}: {_reason(exc)}") from exc
+
+
+class AsyncioListener:
+    """A trio-shaped TCP listener on asyncio: ``accept()`` gives an `AsyncioStream`."""
+
+    __slots__ = ("_listener",)
+
+    def __init__(self, listener: Any) -> None:
+        self._listener = listener
+
+    @property
+    def socket(self) -> Any:
+        """The listening socket."""
+        return self._listener.extra(anyio.abc.SocketAttribute.raw_socket)
+
+    async def accept(self) -> AsyncioStream:
+        """Wait for the next connection."""
+        return AsyncioStream(await self._listener.accept())
+
+    async def aclose(self) -> None:
+        """Stop listening."""
+        await self._listener.aclose()
+
+
+async def open_tcp_listener(port: int = 0, host: str = "127.0.0.1") -> Any:
+    """A TCP listener on (host, port); port 0 picks a free one.
+
+    Read the port back with ``listener.socket.getsockname()[1]``.
+    """
+    try:
+        if _is_trio():
+            listeners: list[Any] = await trio.open_tcp_listeners(port, host=host)
+            for extra in listeners[1:]:
+                await extra.aclose()
+            return listeners[0]
+        multi: Any = await anyio.create_tcp_listener(local_host=host, local_port=port)
+        inner = multi.listeners[0]
+        for extra in multi.listeners[1:]:
+            await extra.aclose()
+        return AsyncioListener(inner)
+    except OSError as exc:
+        raise ConnectError(f"cannot listen on {host}:{port}: {_reason(exc)}") from exc
