@@ -1,0 +1,182 @@
+"""The pytest plugin (entry point ``pytest11: trio_bots``): swarm fixtures for tests.
+
+Both fixtures are *sync*, so they work under pytest-trio (``trio_mode`` or
+``@pytest.mark.trio``) and under anyio's plugin (``@pytest.mark.anyio``, on
+trio and asyncio) alike; the plugin never turns ``trio_mode`` on.
+
+* ``swarm_runner``: an async function that runs a swarm, with the same
+  arguments as `trio_bots.swarm`, and returns its `SwarmResult`.
+* ``echo_server``: a loopback TCP echo server in its own thread and event
+  loop; gives ``(host, port)``.
+
+Example (a test module)::
+
+    import pytest
+
+    @pytest.mark.trio
+    async def test_echo(swarm_runner, echo_server):
+        host, port = echo_server
+
+        async def worker(bot):
+            stream = await bot.connect_tcp(host, port)
+            async with bot.measure("echo"):
+                await stream.send_all(b"ping")
+                assert await stream.receive_some() == b"ping"
+
+        result = await swarm_runner(worker, 10, thresholds=["failure_rate == 0"])
+        assert result.stats["echo"].count == 10
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Awaitable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+import pytest
+import trio
+
+if TYPE_CHECKING:
+    from ._swarm import SwarmResult
+
+#: How long teardown waits for the echo server's thread to end.
+_JOIN_TIMEOUT = 10.0
+
+
+class SwarmRunner(Protocol):
+    """The type of the ``swarm_runner`` fixture.
+
+    Example:
+        >>> def test_typed(swarm_runner: SwarmRunner) -> None: ...
+    """
+
+    def __call__(
+        self, worker: Any, size: int, /, *, thresholds: Sequence[str] = (), **options: Any
+    ) -> Awaitable[SwarmResult]: ...
+
+
+class EchoAddress(NamedTuple):
+    """Where the ``echo_server`` fixture listens; unpacks as ``host, port``.
+
+    Example:
+        >>> host, port = EchoAddress("127.0.0.1", 4242)
+        >>> port
+        4242
+    """
+
+    host: str
+    port: int
+
+
+async def _run_swarm(
+    worker: Any, size: int, /, *, thresholds: Sequence[str] = (), **options: Any
+) -> SwarmResult:
+    __tracebackhide__ = True  # the failure is the swarm's, not this helper's
+    from ._swarm import swarm  # lazily: the plugin loads in every pytest run
+
+    if isinstance(thresholds, str):
+        thresholds = [thresholds]
+    result = await swarm(worker, size, **options)
+    if thresholds:
+        result.assert_thresholds(*thresholds)
+    return result
+
+
+@pytest.fixture
+def swarm_runner() -> SwarmRunner:
+    """An async function that runs a swarm and returns its `SwarmResult`.
+
+    ``await swarm_runner(worker, size, **options)`` takes the same
+    arguments as `trio_bots.swarm`, plus ``thresholds=[...]``: expressions
+    checked at the end with `SwarmResult.assert_thresholds`. A failing bot
+    fails the test with `SwarmAborted` (its message names the bot, its
+    cause is the bot's exception with the traceback); a failed threshold
+    with `ThresholdError`.
+
+    Example:
+        >>> @pytest.mark.trio
+        ... async def test_login(swarm_runner):
+        ...     result = await swarm_runner(worker, 50, duration=2)
+        ...     result.assert_thresholds("p99(login) < 50ms")
+    """
+    return _run_swarm
+
+
+class _EchoServer:
+    """A trio echo server run by ``trio.run`` in a thread of its own."""
+
+    def __init__(self, host: str) -> None:
+        self._host = host
+        self._ready: queue.Queue[int | BaseException] = queue.Queue()
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._scope: trio.CancelScope | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._thread_main, name="trio_bots echo_server", daemon=True
+        )
+
+    def start(self) -> EchoAddress:
+        self._thread.start()
+        port = self._ready.get(timeout=_JOIN_TIMEOUT)
+        if isinstance(port, BaseException):
+            self._thread.join(_JOIN_TIMEOUT)
+            raise RuntimeError(f"the echo server could not start on {self._host}") from port
+        return EchoAddress(self._host, port)
+
+    def stop(self) -> None:
+        if self._token is not None and self._scope is not None:
+            try:
+                trio.from_thread.run_sync(self._scope.cancel, trio_token=self._token)
+            except trio.RunFinishedError:
+                pass  # it ended on its own (an error, reported below)
+        self._thread.join(_JOIN_TIMEOUT)
+        if self._thread.is_alive():
+            raise RuntimeError(f"the echo server thread did not stop within {_JOIN_TIMEOUT} s")
+        if self._error is not None:
+            raise RuntimeError("the echo server failed") from self._error
+
+    def _thread_main(self) -> None:
+        try:
+            trio.run(self._serve)
+        except BaseException as exc:  # reported to the test thread
+            self._error = exc
+            self._ready.put(exc)
+
+    async def _serve(self) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        listeners = await trio.open_tcp_listeners(0, host=self._host)
+        with trio.CancelScope() as scope:
+            self._scope = scope
+            self._ready.put(listeners[0].socket.getsockname()[1])
+            await trio.serve_listeners(self._echo, listeners)
+
+    @staticmethod
+    async def _echo(stream: trio.SocketStream) -> None:
+        async with stream:
+            try:
+                while data := await stream.receive_some(65536):
+                    await stream.send_all(data)
+            except trio.BrokenResourceError:
+                pass  # the client went away mid-echo: normal for a load test
+
+
+@pytest.fixture
+def echo_server() -> Iterator[EchoAddress]:
+    """A TCP echo server on 127.0.0.1, in its own thread and event loop.
+
+    Gives ``(host, port)``; the server, its listener and every connection
+    are closed at teardown. Because it has its own loop, it works whatever
+    the test's backend, and a busy swarm cannot starve it.
+
+    Example:
+        >>> @pytest.mark.anyio
+        ... async def test_echo(swarm_runner, echo_server):
+        ...     host, port = echo_server
+    """
+    server = _EchoServer("127.0.0.1")
+    address = server.start()
+    try:
+        yield address
+    finally:
+        server.stop()
