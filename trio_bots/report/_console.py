@@ -1,0 +1,179 @@
+"""The end-of-run console report: rich tables, plain when not a TTY."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from .._metrics import failures_from_snapshot
+from ._common import (
+    CONSOLE_PERCENTILES,
+    RunLike,
+    as_run,
+    format_duration,
+    format_measured,
+    format_percentile_label,
+    format_rate,
+    open_model_names,
+    run_info,
+    stat_rows,
+    summary_line,
+    thresholds,
+)
+
+# Long lists are cut: the JSON report keeps them all.
+_MAX_FAILURE_ROWS = 50
+_MAX_BOT_FAILURE_ROWS = 20
+
+
+def render_console(run: RunLike, console: Console | None = None) -> None:
+    """Print the end-of-run report: stats, failures, thresholds, summary.
+
+    One row per request name (requests, failures, RPS, p50, p90, p99,
+    p99.9, max), then the "Aggregated" total and the fan-out names. Names
+    measured in the open model get two rows, "(corrected)" and "(raw)".
+    Colours and box drawing appear only when *console* is a terminal, so
+    redirected output is plain text.
+
+    Args:
+        run: the run snapshot (``SwarmResult.to_dict()``), or the result.
+        console: where to print; a new `rich.console.Console` on stdout
+            when None.
+
+    Raises:
+        ConfigError: *run* is not a run snapshot.
+
+    Example:
+        >>> import io
+        >>> from rich.console import Console
+        >>> from trio_bots._metrics import Recorder
+        >>> rec = Recorder(start_time=0.0)
+        >>> rec.record("login", 1500)
+        >>> run = {"schema": "trio-bots/1", "time_unit": "s", "thresholds": [],
+        ...        "run": {"duration": 1.0, "size": 1, "bots_started": 1},
+        ...        "metrics": rec.snapshot(1.0, bots_running=0, active_seconds=1.0)}
+        >>> out = io.StringIO()
+        >>> render_console(run, Console(file=out, width=100))
+        >>> "login" in out.getvalue() and "1.50 ms" in out.getvalue()
+        True
+    """
+    data = as_run(run)
+    if console is None:
+        console = Console()
+    plain = not console.is_terminal
+    console.print(_stats_table(data, plain))
+    corrected = open_model_names(data["metrics"])
+    if corrected:
+        console.print(
+            "corrected: latency from each request's intended start (coordinated omission "
+            "corrected); raw: from its actual start, uncorrected.",
+            style="dim",
+            highlight=False,
+        )
+    failures = _failures_table(data, plain)
+    if failures is not None:
+        console.print(failures)
+    bot_failures = _bot_failures_table(data, plain)
+    if bot_failures is not None:
+        console.print(bot_failures)
+    checks = _thresholds_table(data, plain)
+    if checks is not None:
+        console.print(checks)
+    info = run_info(data)
+    style = "bold red" if info.get("aborted") else "yellow" if info.get("interrupted") else "bold"
+    console.print(Text(summary_line(data), style=style))
+
+
+def _table(title: str, plain: bool) -> Table:
+    return Table(
+        title=title,
+        title_justify="left",
+        box=None if plain else box.SIMPLE_HEAD,
+        header_style="" if plain else "bold",
+        pad_edge=False,
+    )
+
+
+def _stats_table(run: Mapping[str, Any], plain: bool) -> Table:
+    table = _table("Requests (latency of successful requests)", plain)
+    table.add_column("Name", overflow="fold")
+    for header in ("Requests", "Failures", "RPS"):
+        table.add_column(header, justify="right")
+    for q in CONSOLE_PERCENTILES:
+        table.add_column(format_percentile_label(q), justify="right")
+    table.add_column("Max", justify="right")
+    rows = stat_rows(run)
+    for index, row in enumerate(rows):
+        s = row.stats
+        failures = Text(str(s.failure_count))
+        if s.failure_count and not row.raw and not plain:
+            failures.stylize("red")
+        next_kind = rows[index + 1].kind if index + 1 < len(rows) else row.kind
+        table.add_row(
+            Text(row.label),
+            str(row.requests),
+            failures,
+            format_rate(s.rps),
+            *(format_duration(s.percentile(q)) for q in CONSOLE_PERCENTILES),
+            format_duration(s.max),
+            style=None if plain else "dim" if row.raw else "bold" if row.kind == "total" else None,
+            # A rule around the total, between the request and fan-out names.
+            end_section=next_kind != row.kind and "total" in (row.kind, next_kind),
+        )
+    return table
+
+
+def _failures_table(run: Mapping[str, Any], plain: bool) -> Table | None:
+    groups = failures_from_snapshot(run["metrics"])
+    if not groups:
+        return None
+    table = _table("Failures", plain)
+    table.add_column("Name", overflow="fold")
+    table.add_column("Error", overflow="fold")
+    table.add_column("Count", justify="right")
+    table.add_column("First bot", justify="right")
+    for group in groups[:_MAX_FAILURE_ROWS]:
+        first = "-" if group.first_bot is None else str(group.first_bot)
+        error = Text(f"{group.kind}: {group.message}")
+        table.add_row(Text(group.name), error, str(group.count), first)
+    if len(groups) > _MAX_FAILURE_ROWS:
+        table.caption = f"... and {len(groups) - _MAX_FAILURE_ROWS} more (see the JSON report)"
+    return table
+
+
+def _bot_failures_table(run: Mapping[str, Any], plain: bool) -> Table | None:
+    failures = list(run_info(run).get("bot_failures") or ())
+    if not failures:
+        return None
+    table = _table("Bot failures", plain)
+    table.add_column("Bot", justify="right")
+    table.add_column("Error", overflow="fold")
+    for failure in failures[:_MAX_BOT_FAILURE_ROWS]:
+        error = Text(f"{failure.get('type')}: {failure.get('message')}")
+        table.add_row(str(failure.get("bot_id")), error)
+    if len(failures) > _MAX_BOT_FAILURE_ROWS:
+        table.caption = f"... and {len(failures) - _MAX_BOT_FAILURE_ROWS} more"
+    return table
+
+
+def _thresholds_table(run: Mapping[str, Any], plain: bool) -> Table | None:
+    results = thresholds(run)
+    if not results:
+        return None
+    table = _table("Thresholds", plain)
+    table.add_column("Result")
+    table.add_column("Threshold", overflow="fold")
+    table.add_column("Measured", justify="right")
+    for result in results:
+        passed = bool(result.get("passed"))
+        word = "PASS" if passed else "FAIL"
+        verdict = Text(word, style="" if plain else "bold green" if passed else "bold red")
+        expression = str(result.get("expression", ""))
+        measured = format_measured(expression, result.get("measured"))
+        table.add_row(verdict, Text(expression), measured)
+    return table
