@@ -9,7 +9,7 @@ def create_workers(coro, *, size):
 
 @trio_bots.start(factory=create_workers, size=2)
 async def worker(i):
-    print("worker {}: Hello World !".format(i))
+    print("worker {}: Hello World !".format(i))  # noqa: UP032 - as the seed wrote it
 
 
 if __name__ == "__main__":

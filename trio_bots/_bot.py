@@ -113,7 +113,7 @@ class Bot:
 
     @property
     def stopping(self) -> Any:
-        """An Event set when a graceful stop reaches this bot (duration, stop(), SIGINT, ramp-down)."""
+        """An Event set when a graceful stop reaches this bot (duration, stop, signal, ramp)."""
         if self._stopping is not None:
             return self._stopping
         swarm = self.swarm
@@ -470,8 +470,9 @@ class Measure:
         timed_out = False
         if scope is not None:
             self._scope = None
-            if scope.__exit__(exc_type, exc, tb):
-                timed_out = True
+            # __exit__ returns True on a clean exit too; only cancelled_caught means "timed out".
+            scope.__exit__(exc_type, exc, tb)
+            timed_out = bool(scope.cancelled_caught)
         recorder = swarm._recorder
         name = self._name
         if self._sent or self._received:

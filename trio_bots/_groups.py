@@ -103,7 +103,7 @@ class _SendBots(SendFilter):
     __slots__ = ("ids",)
 
     def __init__(self, ids: Iterable[int]) -> None:
-        self.ids = tuple(ids)
+        self.ids = tuple(dict.fromkeys(ids))  # a repeated id still gets the message once
 
     def targets(self, groups: Groups, sender: int) -> Iterable[Bot]:
         live = groups.live
@@ -338,6 +338,7 @@ class Groups:
         if inbox is not None:
             # Blocked senders get BrokenResourceError and skip this bot.
             inbox.receive_channel.close()
+            inbox.send_channel.close()
             if inbox.waiting is not None and inbox.waiting.sender is not None:
                 self._unwait(inbox, inbox.waiting.sender)
         for waiter in self._waiting_on.pop(bot.id, ()):
@@ -425,6 +426,8 @@ class Groups:
         for bot in targets:
             inbox = bot._inbox
             if inbox is None:
+                if bot.id not in self.live:
+                    continue  # it ended while we were blocked on an earlier receiver
                 inbox = self.inbox(bot)
             try:
                 inbox.send_channel.send_nowait(msg)

@@ -118,7 +118,13 @@ class SwarmResult:
         Returns a `ThresholdResult` per expression.
 
         Example:
-            >>> results = result.check("failure_rate < 1%")
+            >>> import trio, trio_bots
+            >>> async def worker(bot):
+            ...     async with bot.measure("login"):
+            ...         await trio.sleep(0)
+            >>> result = trio.run(trio_bots.swarm, worker, 5)
+            >>> [r.passed for r in result.check("failure_rate < 1%", "count(login) >= 5")]
+            [True, True]
         """
         from ._thresholds import check_thresholds
 
@@ -128,7 +134,12 @@ class SwarmResult:
         """Like `check`, but raise `ThresholdError` listing each failed threshold.
 
         Example:
-            >>> result.assert_thresholds("p99(login) < 50ms", "failure_rate == 0")
+            >>> import trio, trio_bots
+            >>> async def worker(bot):
+            ...     async with bot.measure("login"):
+            ...         await trio.sleep(0)
+            >>> result = trio.run(trio_bots.swarm, worker, 5)
+            >>> _ = result.assert_thresholds("p99(login) < 1s", "failure_rate == 0")
         """
         from ._thresholds import assert_thresholds
 
@@ -138,8 +149,11 @@ class SwarmResult:
         """The run as plain data, schema ``trio-bots/1``: what the reporters read.
 
         Example:
-            >>> data = result.to_dict()
-            >>> data["schema"]
+            >>> import trio, trio_bots
+            >>> async def worker(bot):
+            ...     await bot.step()
+            >>> result = trio.run(trio_bots.swarm, worker, 2)
+            >>> result.to_dict()["schema"]
             'trio-bots/1'
         """
         return {
@@ -285,8 +299,15 @@ class Swarm:
         """A frozen snapshot of the run so far, for live views.
 
         Example:
-            >>> stats = swarm.statistics()
-            >>> stats.bots_running
+            >>> import trio, trio_bots
+            >>> async def idle(bot):
+            ...     await bot.stopping.wait()
+            >>> async def main():
+            ...     async with trio_bots.open_swarm(idle, 3, duration=1) as swarm:
+            ...         await trio.sleep(0)
+            ...         return swarm.statistics().bots_running
+            >>> trio.run(main)
+            3
         """
         now = self._clock()
         return SwarmStatistics(
@@ -310,7 +331,15 @@ class Swarm:
         The run's result is marked ``interrupted``. Calling it again does nothing.
 
         Example:
-            >>> swarm.stop()
+            >>> import trio, trio_bots
+            >>> async def idle(bot):
+            ...     await trio.sleep_forever()
+            >>> async def main():
+            ...     async with trio_bots.open_swarm(idle, 3, stop_grace=0) as swarm:
+            ...         swarm.stop()
+            ...     return swarm.result.interrupted
+            >>> trio.run(main)
+            True
         """
         self._interrupted = True
         self._begin_stop()
