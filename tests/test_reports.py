@@ -288,6 +288,10 @@ def test_json_report_carries_the_documented_schema(tmp_path: Path) -> None:
     first = doc["timeline"][0]
     assert first["time"] == WALL and first["bots"] == 2
     assert first["count"] == 150 and first["failures"] == 1 and first["rps"] == 151
+    assert (first["min"], first["max"]) == (
+        0.0005,
+        0.0396,
+    )  # exact: login's 500 µs, search's 39.6 ms
     assert "hist" not in first["names"]["login"]
     assert doc["thresholds"][1]["passed"] is False
     assert doc["counters"] == {"logins": 7} and doc["gauges"] == {"queue": 3.5}

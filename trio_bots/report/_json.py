@@ -245,6 +245,8 @@ def _timeline(metrics: Mapping[str, Any], started_wall: Any) -> list[dict[str, A
                 "p50": bucket["p50"],
                 "p95": bucket["p95"],
                 "p99": bucket["p99"],
+                "min": bucket.get("min", math.nan),
+                "max": bucket.get("max", math.nan),
                 "names": {
                     name: {key: value for key, value in entry.items() if key != "hist"}
                     for name, entry in bucket.get("names", {}).items()
