@@ -381,9 +381,20 @@ def test_csv_failures_use_locust_columns(tmp_path: Path) -> None:
     ]  # fmt: skip
 
 
-def test_csv_history_has_a_row_per_name_and_second(tmp_path: Path) -> None:
+def test_csv_history_has_an_aggregated_row_per_second(tmp_path: Path) -> None:
     run = make_run()
     columns, rows = read_csv(write_csv(run, tmp_path / "run")[2])
+    assert columns == LOCUST_HISTORY
+    assert [r["Name"] for r in rows] == ["Aggregated"] * len(run["metrics"]["timeline"])
+    assert [int(r["Timestamp"]) for r in rows] == [int(WALL) + t for t in range(SECONDS + 1)]
+    assert [r["User Count"] for r in rows] == ["2", "3", "4", "5", "6", "0"]
+    _, full = read_csv(write_csv(run, tmp_path / "full", full_history=True)[2])
+    assert [r for r in full if r["Name"] == "Aggregated"] == rows
+
+
+def test_csv_full_history_has_a_row_per_name_and_second(tmp_path: Path) -> None:
+    run = make_run()
+    columns, rows = read_csv(write_csv(run, tmp_path / "run", full_history=True)[2])
     assert columns == LOCUST_HISTORY
     total_rows = [r for r in rows if r["Name"] == "Aggregated"]
     assert len(total_rows) == len(run["metrics"]["timeline"])

@@ -63,7 +63,9 @@ HISTORY_COLUMNS = [
 _NA = "N/A"
 
 
-def write_csv(run: RunLike, prefix: str | os.PathLike[str]) -> list[Path]:
+def write_csv(
+    run: RunLike, prefix: str | os.PathLike[str], *, full_history: bool = False
+) -> list[Path]:
     """Write ``PREFIX_stats.csv``, ``PREFIX_failures.csv`` and ``PREFIX_history.csv``.
 
     The columns are Locust's and every time is in **milliseconds**, as in
@@ -71,11 +73,13 @@ def write_csv(run: RunLike, prefix: str | os.PathLike[str]) -> list[Path]:
     Locust does; the latency columns are of the successful requests. The
     last stats row is "Aggregated", over every request name (fan-out names
     are listed before it with Type "fanout", but left out of it). The history has
-    one row per name and one "Aggregated" row per second of the run.
+    an "Aggregated" row per second of the run, preceded by a row per active
+    name with *full_history* (Locust's ``--csv-full-history``).
 
     Args:
         run: the run snapshot (``SwarmResult.to_dict()``), or the result.
         prefix: the path prefix of the three files, e.g. ``"out/run1"``.
+        full_history: also write each name's row for every second.
 
     Returns:
         The three paths written, in that order.
@@ -103,7 +107,7 @@ def write_csv(run: RunLike, prefix: str | os.PathLike[str]) -> list[Path]:
     paths = [Path(f"{base}_{suffix}.csv") for suffix in ("stats", "failures", "history")]
     _write(paths[0], STATS_COLUMNS, _stats_rows(data))
     _write(paths[1], FAILURES_COLUMNS, _failure_rows(data))
-    _write(paths[2], HISTORY_COLUMNS, _history_rows(data))
+    _write(paths[2], HISTORY_COLUMNS, _history_rows(data, full_history))
     return paths
 
 
@@ -173,7 +177,7 @@ def _failure_rows(run: Mapping[str, Any]) -> list[list[object]]:
     ]
 
 
-def _history_rows(run: Mapping[str, Any]) -> list[list[object]]:
+def _history_rows(run: Mapping[str, Any], full_history: bool) -> list[list[object]]:
     metrics = run["metrics"]
     kinds = {name: data.get("kind", "request") for name, data in metrics.get("names", {}).items()}
     started = run_info(run).get("started_wall")
@@ -187,6 +191,7 @@ def _history_rows(run: Mapping[str, Any]) -> list[list[object]]:
         entries = [
             (name, kinds.get(name, "request"), entry)
             for name, entry in sorted(bucket.get("names", {}).items())
+            if full_history
         ]
         entries.append((TOTAL_NAME, "total", bucket))
         for name, kind, entry in entries:
