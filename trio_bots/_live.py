@@ -1,0 +1,224 @@
+"""The CLI's view of a running swarm: a rich live panel, or plain periodic lines.
+
+One task in the swarm's own event loop reads `Swarm.statistics` about
+twice a second and redraws; nothing runs on the bots' hot path and no
+thread is started. On a terminal it is a rich ``Live(auto_refresh=False)``
+panel: a progress bar of the elapsed time against the duration, the bots
+running against the target, and per-name RPS, failures, p50 and p99 over
+the last second (the last complete timeline bucket). When stdout is not a
+terminal it prints one plain line a second instead.
+
+Example:
+    >>> from trio_bots._swarm import SwarmStatistics
+    >>> stats = SwarmStatistics(elapsed=2.0, duration=10.0, bots_running=5, bots_target=5,
+    ...     bots_started=5, bots_finished=0, dropped_messages=0, dropped_arrivals=0,
+    ...     stopping=False, metrics={"names": {}, "timeline": []})
+    >>> plain_line(stats)
+    '[2.0s/10s] bots 5/5  rps 0  failures 0 (total 0)  p50 -  p99 -'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from .report import format_duration
+
+if TYPE_CHECKING:
+    from ._swarm import Swarm, SwarmStatistics
+
+#: Seconds between redraws of the live panel, and between plain lines.
+LIVE_EVERY = 0.5
+PLAIN_EVERY = 1.0
+
+ViewMode = Literal["live", "plain", "off"]
+
+
+class _Interval:
+    """The figures of the last complete second, read from a snapshot's timeline."""
+
+    def __init__(self, stats: SwarmStatistics) -> None:
+        timeline: list[Mapping[str, Any]] = stats.metrics.get("timeline", [])
+        # The bucket of the current second is still filling: take the one before.
+        done = [b for b in timeline if b["t"] <= stats.elapsed - 1.0]
+        if done:
+            self.bucket: Mapping[str, Any] = done[-1]
+            self.width = 1.0
+        else:
+            self.bucket = timeline[-1] if timeline else {}
+            self.width = max(stats.elapsed, 1e-3)
+        names: Mapping[str, Mapping[str, Any]] = stats.metrics.get("names", {})
+        self.kinds = {name: entry.get("kind", "request") for name, entry in names.items()}
+        self.total_failures = sum(
+            entry.get("failure_count", 0)
+            for entry in names.values()
+            if entry.get("kind", "request") == "request"
+        )
+        self.total_requests = self.total_failures + sum(
+            entry.get("count", 0)
+            for entry in names.values()
+            if entry.get("kind", "request") == "request"
+        )
+
+    def rps(self, entry: Mapping[str, Any]) -> float:
+        return float(entry.get("count", 0) + entry.get("failures", 0)) / self.width
+
+    def names(self) -> list[tuple[str, Mapping[str, Any]]]:
+        entries: Mapping[str, Mapping[str, Any]] = self.bucket.get("names", {})
+        # Request names first, then the fan-out ones, each alphabetically.
+        return sorted(
+            entries.items(), key=lambda item: (self.kinds.get(item[0]) != "request", item[0])
+        )
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f}s" if value < 60 else f"{int(value) // 60}m{int(value) % 60:02d}s"
+
+
+def _planned(value: float | None) -> str:
+    if value is None:
+        return "?"
+    return f"{value:g}s" if value < 60 else _seconds(value)
+
+
+def _percentile(entry: Mapping[str, Any], key: str) -> str:
+    value = entry.get(key, math.nan)
+    return format_duration(value if isinstance(value, int | float) else math.nan)
+
+
+def plain_line(stats: SwarmStatistics, planned: float | None = None) -> str:
+    """One plain status line, for output that is not a terminal.
+
+    Args:
+        stats: a snapshot from `Swarm.statistics`.
+        planned: the run's planned length in seconds, when the swarm's
+            ``duration`` is None but stages give one.
+
+    Example:
+        >>> line = plain_line(stats)  # '[2.0s/10s] bots 5/5  rps 120  failures 0 ...'
+    """
+    interval = _Interval(stats)
+    bucket = interval.bucket
+    total = stats.duration if stats.duration is not None else planned
+    parts = [
+        f"[{_seconds(stats.elapsed)}/{_planned(total)}]",
+        f"bots {stats.bots_running}/{stats.bots_target}",
+        f" rps {interval.rps(bucket):,.0f}",
+        f" failures {bucket.get('failures', 0)} (total {interval.total_failures})",
+        f" p50 {_percentile(bucket, 'p50')}",
+        f" p99 {_percentile(bucket, 'p99')}",
+    ]
+    if stats.dropped_arrivals:
+        parts.append(f" dropped arrivals {stats.dropped_arrivals}")
+    if stats.stopping:
+        parts.append(" stopping")
+    return " ".join(parts)
+
+
+def render_live(
+    stats: SwarmStatistics, planned: float | None = None, *, open_model: bool = False
+) -> RenderableType:
+    """The live panel for one snapshot: progress bar, bots, per-name table.
+
+    Args:
+        stats: a snapshot from `Swarm.statistics`.
+        planned: the run's planned length, when ``duration`` is None.
+        open_model: show the dropped arrivals even when there are none.
+
+    Example:
+        >>> Console().print(render_live(stats))
+    """
+    interval = _Interval(stats)
+    total = stats.duration if stats.duration is not None else planned
+    bar = ProgressBar(
+        total=total if total else None,
+        completed=min(stats.elapsed, total) if total else 0,
+        width=40,
+    )
+    header = Table.grid(padding=(0, 2))
+    header.add_row(
+        bar,
+        Text(f"{_seconds(stats.elapsed)} / {_planned(total)}"),
+        Text(f"bots {stats.bots_running}/{stats.bots_target}", style="bold"),
+        Text("stopping…", style="yellow") if stats.stopping else Text(""),
+    )
+    table = Table(title="last second", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("Name", overflow="fold")
+    for heading in ("RPS", "Failures", "p50", "p99"):
+        table.add_column(heading, justify="right")
+    for name, entry in interval.names():
+        failures = entry.get("failures", 0)
+        table.add_row(
+            Text(name),
+            f"{interval.rps(entry):,.0f}",
+            Text(str(failures), style="red" if failures else ""),
+            _percentile(entry, "p50"),
+            _percentile(entry, "p99"),
+            style=None if interval.kinds.get(name, "request") == "request" else "dim",
+        )
+    bucket = interval.bucket
+    table.add_row(
+        Text("Total"),
+        f"{interval.rps(bucket):,.0f}",
+        str(bucket.get("failures", 0)),
+        _percentile(bucket, "p50"),
+        _percentile(bucket, "p99"),
+        style="bold",
+    )
+    footer = (
+        f"requests {interval.total_requests:,}  failures {interval.total_failures:,}"
+        f"  bots started {stats.bots_started:,}  finished {stats.bots_finished:,}"
+    )
+    if stats.dropped_arrivals or open_model:
+        footer += f"  dropped arrivals {stats.dropped_arrivals:,}"
+    if stats.dropped_messages:
+        footer += f"  dropped messages {stats.dropped_messages:,}"
+    return Group(header, table, Text(footer, style="dim"))
+
+
+async def watch_swarm(
+    swarm: Swarm, console: Console, mode: ViewMode, planned: float | None = None
+) -> None:
+    """Show `swarm` on `console` until cancelled (the CLI cancels it at the end).
+
+    Args:
+        swarm: the running swarm.
+        console: where to draw.
+        mode: ``"live"`` (a rich live panel), ``"plain"`` (one line a
+            second) or ``"off"`` (nothing; returns at once).
+        planned: the run's planned length, for the progress bar, when the
+            swarm has no ``duration``.
+
+    Example:
+        >>> async with open_swarm(worker, 10, duration=5) as swarm:
+        ...     task_group.start_soon(watch_swarm, swarm, Console(), "live")
+    """
+    if mode == "off":
+        return
+    open_model = swarm.options.get("rate") is not None
+    if mode == "plain":
+        while True:
+            await anyio.sleep(PLAIN_EVERY)
+            console.print(plain_line(swarm.statistics(), planned), highlight=False, soft_wrap=True)
+    with Live(
+        render_live(swarm.statistics(), planned, open_model=open_model),
+        console=console,
+        auto_refresh=False,
+        transient=True,
+        redirect_stdout=True,
+        redirect_stderr=True,
+    ) as live:
+        while True:
+            await anyio.sleep(LIVE_EVERY)
+            live.update(
+                render_live(swarm.statistics(), planned, open_model=open_model), refresh=True
+            )
