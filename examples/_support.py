@@ -1,0 +1,331 @@
+"""What the runnable examples share: the server address, the checks, the summary.
+
+Not an example itself. The examples import it as a sibling module, the way
+``python examples/chat_swarm.py`` finds it (the script's folder is on
+``sys.path``).
+
+Example:
+    >>> address("127.0.0.1:7777", "chat_swarm")
+    ('127.0.0.1', 7777)
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import signal
+import sys
+import tempfile
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+import trio_bots
+
+Serve = Callable[..., Awaitable[None]]
+
+
+def address(host: str | None, example: str, hint: str = "") -> tuple[str, int]:
+    """Split the swarm's ``host`` option, ``HOST:PORT``, into (host, port).
+
+    Raises:
+        trio_bots.ConfigError: no host was given, or it has no port.
+
+    Example:
+        >>> address("[::1]:6379", "redis_bots")
+        ('::1', 6379)
+    """
+    if not host:
+        raise trio_bots.ConfigError(
+            f"{example} needs a server address: pass --host HOST:PORT{hint and f' ({hint})'}"
+        )
+    name, colon, port = host.rpartition(":")
+    if not colon or not name or not port.isdigit():
+        raise trio_bots.ConfigError(
+            f"--host must be HOST:PORT, such as 127.0.0.1:7777, got {host!r}"
+        )
+    return name.strip("[]"), int(port)
+
+
+class Heard:
+    """What a bot received, per sender, with a way to wait for the n-th item.
+
+    Example:
+        >>> heard = Heard()
+        >>> heard.add("bot1", "hello")
+        >>> heard.by_sender["bot1"]
+        ['hello']
+    """
+
+    def __init__(self) -> None:
+        self.by_sender: defaultdict[Hashable, list[Any]] = defaultdict(list)
+        self._changed = trio.Event()
+
+    def add(self, sender: Hashable, item: Any) -> None:
+        """Record ``item`` from ``sender`` and wake the waiters."""
+        self.by_sender[sender].append(item)
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_for(self, sender: Hashable, n: int) -> None:
+        """Wait until ``sender`` has sent at least ``n`` items."""
+        while len(self.by_sender[sender]) < n:
+            await self._changed.wait()
+
+
+async def check_heard(
+    bot: trio_bots.Bot, heard: Heard, sender: Hashable, said: list[Any], *, wait: float
+) -> bool:
+    """Check, under the metric ``check``, that ``heard`` got exactly ``said`` from ``sender``.
+
+    It waits up to ``wait`` seconds for the last of them: the bot-to-bot
+    message announcing ``said`` can overtake the server's delivery.
+
+    Example:
+        >>> async def worker(bot):
+        ...     ok = await check_heard(bot, Heard(), "bot1", [], wait=1.0)
+    """
+    async with bot.measure("check") as m:
+        with trio.move_on_after(wait):
+            await heard.wait_for(sender, len(said))
+        got = heard.by_sender.get(sender, [])
+        if got == said:
+            return True
+        if len(got) != len(said):
+            m.fail(f"got {len(got)} of the {len(said)} messages {sender} sent")
+        else:
+            m.fail(f"messages from {sender} arrived changed or out of order")
+        bot.log.warning("from %s: expected %r, got %r", sender, said[:5], got[:5])
+    return False
+
+
+def counter(result: trio_bots.SwarmResult, name: str) -> int:
+    """A custom counter (``bot.count``) of the run; 0 when never counted.
+
+    Example:
+        >>> async def worker(bot):
+        ...     bot.count("moves")
+        >>> counter(trio.run(trio_bots.swarm, worker, 3), "moves")
+        3
+    """
+    return int(result.metrics["counters"].get(name, 0))
+
+
+async def run_swarm(
+    worker: Any, bots: int, serve: Serve | None = None, **options: Any
+) -> tuple[trio_bots.SwarmResult, str]:
+    """Run a swarm; without a ``host`` option, first start ``serve`` on a free loopback port.
+
+    ``serve(port=0, *, task_status)`` must report its port with
+    ``task_status.started(port)``. Returns the result and the host used.
+
+    Example:
+        >>> async def worker(bot):
+        ...     pass
+        >>> result, host = trio.run(run_swarm, worker, 2, None)
+        >>> result.bots_finished, host
+        (2, '')
+    """
+    host = options.get("host")
+    if host is not None or serve is None:
+        return await trio_bots.swarm(worker, bots, **options), host or ""
+    error: trio_bots.TrioBotsError | None = None
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(serve)
+        host = f"127.0.0.1:{port}"
+        try:
+            result = await trio_bots.swarm(worker, bots, **{**options, "host": host})
+        except trio_bots.TrioBotsError as exc:  # raised alone, not in a group
+            error = exc
+        nursery.cancel_scope.cancel()
+    if error is not None:
+        raise error
+    return result, host
+
+
+@dataclass
+class Report:
+    """A run's result and its example-specific checks, printed as a short summary.
+
+    Attributes:
+        title: the first line, such as ``"chat_swarm: 50 bots on 127.0.0.1:7777"``.
+        result: the `trio_bots.SwarmResult`.
+        names: the request names to show, in order.
+        lines: extra (label, text) lines, such as ``("messages", "sent 10")``.
+        problems: example-specific checks that failed.
+
+    Example:
+        >>> async def worker(bot):
+        ...     async with bot.measure("ping"):
+        ...         pass
+        >>> report = Report("demo", trio.run(trio_bots.swarm, worker, 2), ["ping"])
+        >>> report.ok, report.exit_code
+        (True, 0)
+    """
+
+    title: str
+    result: trio_bots.SwarmResult
+    names: Sequence[str]
+    lines: list[tuple[str, str]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """No failed request, no failed bot, no failed check, not aborted."""
+        result = self.result
+        return not (
+            self.problems
+            or result.aborted
+            or result.bot_failures
+            or result.stats.total.failure_count
+        )
+
+    @property
+    def exit_code(self) -> int:
+        """The CLI's codes: 0 ok, 1 a check failed, 3 aborted, 130/143 interrupted."""
+        if self.result.interrupted:
+            return 143 if self.result.signal == signal.SIGTERM else 130
+        if self.result.aborted:
+            return 3
+        return 0 if self.ok else 1
+
+    def __str__(self) -> str:
+        result = self.result
+        rows = [self.title]
+        width = max([len(n) for n in self.names] + [len(k) for k, _ in self.lines] + [8])
+        for name in self.names:
+            stats = result.stats.get(name)
+            if stats is None:
+                rows.append(f"  {name:<{width}}  no requests")
+                continue
+            rows.append(
+                f"  {name:<{width}}  {stats.count:>6} ok {stats.failure_count:>4} failed"
+                f"   p50 {_ms(stats.percentile(50))}  p99 {_ms(stats.percentile(99))}"
+            )
+        rows += [f"  {label:<{width}}  {text}" for label, text in self.lines]
+        for group in result.failures[:5]:
+            rows.append(f"  {'failure':<{width}}  {group.count}x {group.name}: {group.message}")
+        for failure in result.bot_failures[:5]:
+            exc = failure.exception
+            rows.append(f"  {'bot':<{width}}  bot {failure.bot_id}: {type(exc).__name__}: {exc}")
+        rows += [f"  {'problem':<{width}}  {problem}" for problem in self.problems]
+        verdict = "OK" if self.ok else "FAILED"
+        if result.interrupted:
+            verdict = "INTERRUPTED"
+        rows.append(f"{verdict} in {result.duration:.1f} s")
+        return "\n".join(rows)
+
+
+def _ms(seconds: float) -> str:
+    return "   n/a  " if math.isnan(seconds) else f"{seconds * 1000:6.2f} ms"
+
+
+def arguments(description: str, *, bots: int, duration: float) -> argparse.ArgumentParser:
+    """The options every example takes: --bots, --duration, --host, --seed.
+
+    Example:
+        >>> arguments("demo", bots=10, duration=2.0).parse_args([]).bots
+        10
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--bots", type=int, default=bots, help=f"how many bots (default {bots})")
+    parser.add_argument(
+        "--duration", type=float, default=duration, help=f"seconds to run (default {duration})"
+    )
+    parser.add_argument(
+        "--host", default=None, help="HOST:PORT of a running server (default: start one)"
+    )
+    parser.add_argument("--seed", default=None, help="seed for the bots' random choices")
+    return parser
+
+
+def main(run: Callable[[], Awaitable[Report]]) -> int:
+    """Run ``run`` under trio, print its summary, and return the exit code.
+
+    A configuration error exits with 2, an aborted swarm with 3.
+
+    Example:
+        >>> async def run():
+        ...     return Report("demo", await trio_bots.swarm(lambda bot: trio.sleep(0), 1), [])
+        >>> main(run)
+        demo
+        OK in 0.0 s
+        0
+    """
+    try:
+        report = trio.run(run)
+    except trio_bots.ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except trio_bots.SwarmAborted as exc:
+        print(f"aborted: {exc}", file=sys.stderr)
+        return 3
+    print(report, flush=True)
+    return report.exit_code
+
+
+def main_with_service(
+    service: str, host: str | None, run: Callable[[str], Awaitable[Report]]
+) -> int:
+    """Like `main`, but first start ``service`` (see services.py) unless ``host`` is given.
+
+    The service runs in a temporary folder, on a free loopback port, for the
+    length of the run. A missing binary exits with 2 and says how to install it.
+
+    Example:
+        >>> main_with_service("redis", "127.0.0.1:6379", run)  # doctest: +SKIP
+    """
+    if host:
+        return main(lambda: run(host))
+    import services  # the sibling module; only the command line needs it
+
+    with tempfile.TemporaryDirectory(prefix=f"trio-bots-{service}-") as folder:
+        try:
+            _pid, started = services.start(service, folder)
+        except services.ServiceError as exc:
+            print(f"error: {exc}; or pass --host HOST:PORT of a running one", file=sys.stderr)
+            return 2
+        try:
+            return main(lambda: run(started))
+        finally:
+            services.stop(service, folder)
+
+
+def server_main(
+    description: str,
+    handle: Callable[[trio.SocketStream], Awaitable[None]],
+    port: int,
+    argv: list[str] | None = None,
+) -> int:
+    """The command line of the example servers: ``--port`` and ``--host``, then serve.
+
+    It prints the address it listens on and serves until Ctrl-C.
+
+    Example:
+        >>> async def handle(stream):
+        ...     await stream.send_all(b"hi\\n")
+        >>> server_main("says hi", handle, 7000, ["--port", "0"])  # doctest: +SKIP
+        says hi: listening on 127.0.0.1:41234
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--port", type=int, default=port, help=f"TCP port (default {port}; 0: any)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    args = parser.parse_args(argv)
+
+    async def run() -> None:
+        listeners = await trio.open_tcp_listeners(args.port, host=args.host)
+        where = listeners[0].socket.getsockname()
+        print(f"{description.rstrip('.')}: listening on {args.host}:{where[1]}", flush=True)
+        await trio.serve_listeners(handle, listeners)
+
+    try:
+        trio.run(run)
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 2
+    return 0
