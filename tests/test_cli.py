@@ -234,6 +234,31 @@ def test_init_writes_a_runnable_scenario(tmp_path: Path, echo_server: tuple[str,
     assert doc["stats"]["echo"]["failure_count"] == 0
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--bots", "2", "--iterations", "3", "--think-time", "1ms-2ms"], (2, 6)),
+        (["--bots", "2", "--iterations", "2", "--pace", "50ms", "--spawn-rate", "20"], (2, 4)),
+        (["--rate", "20", "--duration", "1", "--max-bots", "2"], (None, 20)),
+        (["--stages", "0.5s:2,0.5s:0"], (2, None)),
+    ],
+)
+def test_load_shape_flags(
+    tmp_path: Path, args: list[str], expected: tuple[int | None, int | None]
+) -> None:
+    proc = trio_bots_cmd("run", "steps.py", *args, "--json", str(tmp_path / "run.json"))
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((tmp_path / "run.json").read_text())
+    bots, steps = expected
+    if bots is not None:
+        assert doc["run"]["bots_started"] == bots
+    if steps is not None:
+        assert doc["stats"]["step"]["count"] == steps
+    else:
+        assert doc["stats"]["step"]["count"] > 0
+    assert doc["stats"]["step"]["failure_count"] == 0
+
+
 # -- exit 1
 
 
@@ -275,6 +300,9 @@ def test_failed_threshold_exits_1(tmp_path: Path) -> None:
         (["run", "bad_options.py"], "did you mean 'duration'"),
         (["run", "ok.py", "--json", "no/such/folder/run.json"], "does not exist"),
         (["run", "ok.py", "--host", "127.0.0.1:http"], "port"),
+        (["run", "steps.py", "--rate", "20", "--duration", "1"], "--rate needs bots"),
+        (["run", "steps.py", "--rate", "20", "--max-bots", "2"], "needs duration"),
+        (["run", "ok.py", "--bots", "-1"], "--bots"),
         (["run"], "Usage"),
     ],
 )

@@ -466,6 +466,11 @@ def _plan(spec: str, flags: _Flags, thresholds: list[str], console: Console) -> 
         if flags.bots is not None:
             size = flags.bots
         if size is None:
+            if options.get("rate") is not None and options.get("max_bots") is None:
+                raise ConfigError(
+                    "--rate needs bots to serve the arrivals: give --max-bots N (the most "
+                    "alive at once) and/or --bots N (started up front, a warm pool)"
+                )
             # With stages or an arrival rate the load shape starts the bots.
             size = 0 if options.get("stages") or options.get("rate") else 1
         options["handle_sigint"] = True
