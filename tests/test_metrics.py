@@ -4,6 +4,7 @@ import json
 import math
 import pickle
 import random
+from dataclasses import asdict
 from typing import Any
 
 import pytest
@@ -204,11 +205,11 @@ def test_merge_basic_and_inputs_untouched() -> None:
     a, b = Recorder(0.0), Recorder(0.5)
     a.record("x", 1000)
     a.count("c", 2)
-    a.gauge("g", 1.0)
+    a.gauge("g", 4.0)
     b.record("x", 3000)
     b.record("y", 10)
     b.count("c", 3)
-    b.gauge("g", 4.0)
+    b.gauge("g", 1.0)
     sa, sb = snap(a, now=1.2, bots=2, active=1.0), snap(b, now=1.4, bots=3, active=0.9)
     ca = pickle.dumps(sa)
     m = merge(sa, sb)
@@ -228,3 +229,102 @@ def test_reads_run_snapshot_and_rejects_other_versions() -> None:
     assert timeline_from_snapshot(run)[0].count == 1
     with pytest.raises(ConfigError, match="version 2"):
         stats_from_snapshot({**snap(rec), "version": 2})
+
+
+# --- merge == one recorder fed everything (hypothesis) ---------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+NAMES = ["a", "b", "GET /x"]
+latencies = st.one_of(
+    st.integers(0, 2_000),
+    st.integers(2_000, 10_000_000),
+    st.sampled_from([-1, 0, 1, 3_600_000_000, 10**12]),
+)
+events = st.lists(
+    st.tuples(
+        st.sampled_from(["ok", "fail", "fanout", "corrected", "bytes", "count"]),
+        st.sampled_from(NAMES),
+        latencies,
+        latencies,
+        st.floats(0, 4.99, allow_nan=False),
+        st.integers(0, 2),  # which shard
+    ),
+    max_size=60,
+)
+
+
+def feed(rec: Recorder, op: str, name: str, us: int, raw: int, bot: int) -> None:
+    if op == "ok":
+        rec.record(name, us)
+    elif op == "fail":
+        rec.record_failure(name, "Err", f"m{us % 2}", bot)
+    elif op == "fanout":
+        rec.record_fanout(f"group:{name}", us)
+    elif op == "corrected":
+        rec.record_corrected(name, us, raw)
+    elif op == "bytes":
+        rec.add_bytes(name, us, raw)
+    else:
+        rec.count(name, us)
+
+
+def hist_counts(encoded: str | None) -> Any:
+    if encoded is None:
+        return None
+    h = HdrHistogram.decode(encoded)
+    return tuple((i, c) for i, c in enumerate(h.counts[: h.counts_len]) if c)
+
+
+def norm(x: Any) -> Any:
+    """Snapshot data with histograms as their counts and NaN comparable."""
+    if isinstance(x, dict):
+        return {k: hist_counts(v) if k.endswith("hist") else norm(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [norm(v) for v in x]
+    if isinstance(x, float) and math.isnan(x):
+        return "nan"
+    return x
+
+
+def run_split(evs: list[Any], ticks: list[float]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    single, shards = Recorder(0.0), [Recorder(0.0) for _ in range(3)]
+    flushes = sorted({*ticks, 1.0, 2.0, 3.0, 4.0})
+    order = sorted(evs, key=lambda e: e[4])
+    i = 0
+    for bot, (op, name, us, raw, t, shard) in enumerate(order):
+        while i < len(flushes) and flushes[i] <= t:
+            single.tick(flushes[i], 6)
+            for s in shards:
+                s.tick(flushes[i], 2)
+            i += 1
+        # bot ids grow with time: the "first bot" of a group is then well defined across shards
+        feed(single, op, name, us, raw, bot)
+        feed(shards[shard], op, name, us, raw, bot)
+    end = single.snapshot(5.0, bots_running=3, active_seconds=5.0)
+    parts = [s.snapshot(5.0, bots_running=1, active_seconds=5.0) for s in shards]
+    return end, parts
+
+
+@settings(max_examples=60, deadline=None)
+@given(events, st.lists(st.floats(0, 4.99, allow_nan=False), max_size=4))
+def test_merge_equals_one_recorder(evs: list[Any], ticks: list[float]) -> None:
+    single, (a, b, c) = run_split(evs, ticks)
+    merged = merge(merge(a, b), c)
+    assert norm(merged) == norm(single)
+    assert norm(merge(a, merge(b, c))) == norm(merged)  # associative
+    assert norm(merge(b, a)) == norm(merge(a, b))  # commutative
+    one, many = stats_from_snapshot(single), stats_from_snapshot(merged)
+    assert one.keys() == many.keys()
+    for name in [*one, None]:
+        x, y = (one.total, many.total) if name is None else (one[name], many[name])
+        assert (x.count, x.failure_count, x.rps) == (y.count, y.failure_count, y.rps)
+        figures = [x.min, x.max, x.mean] + [x.percentile(q) for q in (50, 90, 99)]
+        assert norm(figures) == norm(
+            [y.min, y.max, y.mean] + [y.percentile(q) for q in (50, 90, 99)]
+        )
+        assert norm([x.raw.max, x.raw.percentile(99)]) == norm([y.raw.max, y.raw.percentile(99)])
+    assert failures_from_snapshot(single) == failures_from_snapshot(merged)
+    timelines = [[asdict(b) for b in timeline_from_snapshot(s)] for s in (single, merged)]
+    assert norm(timelines[0]) == norm(timelines[1])
