@@ -91,13 +91,27 @@ async def connect_tcp(
     try:
         raw: Any
         if tls:
+            # Not standard_compatible, like trio's https_compatible: aclose() does not wait
+            # for the peer's close_notify, and an EOF without one is a plain EOF.
             raw = await anyio.connect_tcp(
-                host, port, ssl_context=ssl_context, tls_hostname=server_hostname or host
+                host,
+                port,
+                ssl_context=ssl_context,
+                tls_hostname=server_hostname or host,
+                tls_standard_compatible=False,
             )
         else:
             raw = await anyio.connect_tcp(host, port)
     except ssl.SSLError as exc:
         raise ConnectError(f"TLS handshake with {host}:{port} failed: {_reason(exc)}") from exc
+    except (anyio.BrokenResourceError, anyio.EndOfStream) as exc:
+        # Only the TLS handshake raises these: the peer reset or closed the connection.
+        # anyio raises EndOfStream "from None", leaving the SSL error as its context.
+        cause = exc.__cause__ or exc.__context__
+        if not isinstance(cause, OSError):
+            cause = exc
+        why = _reason(cause) if cause is not exc else "the peer closed the connection"
+        raise ConnectError(f"TLS handshake with {host}:{port} failed: {why}") from cause
     except (OSError, BaseExceptionGroup) as exc:
         raise ConnectError(f"cannot connect to {host}:{port}: {_reason(exc)}") from exc
     sock = raw.extra(anyio.abc.SocketAttribute.raw_socket, None)
