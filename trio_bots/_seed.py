@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, overload
 
 import trio
 
@@ -86,6 +86,28 @@ def _close_all(awaitables: list[Any]) -> None:
             close()
 
 
+@overload
+def start(
+    worker: Callable[..., Awaitable[Any]],
+    /,
+    *,
+    size: int,
+    factory: Factory | None = None,
+    **options: Any,
+) -> SwarmResult: ...
+
+
+@overload
+def start(
+    worker: None = None,
+    /,
+    *,
+    size: int,
+    factory: Factory | None = None,
+    **options: Any,
+) -> Callable[[Callable[..., Awaitable[Any]]], Callable[[], SwarmResult]]: ...
+
+
 def start(
     worker: Callable[..., Awaitable[Any]] | None = None,
     /,
@@ -93,7 +115,7 @@ def start(
     size: int,
     factory: Factory | None = None,
     **options: Any,
-) -> Any:
+) -> SwarmResult | Callable[[Callable[..., Awaitable[Any]]], Callable[[], SwarmResult]]:
     """Run the seed-style `worker` in a fresh ``trio.run``; or decorate it.
 
     ``start(worker, size=2)`` runs at once and returns the `SwarmResult`.
@@ -113,7 +135,7 @@ def start(
         def decorate(fn: Callable[..., Awaitable[Any]]) -> Callable[[], SwarmResult]:
             @functools.wraps(fn)
             def run() -> SwarmResult:
-                return start(fn, size=size, factory=factory, **options)  # type: ignore[no-any-return]
+                return start(fn, size=size, factory=factory, **options)
 
             return run
 
