@@ -298,6 +298,7 @@ def test_failed_threshold_exits_1(tmp_path: Path) -> None:
         (["run", "broken_import.py"], "No module named 'no_such_module_for_trio_bots'"),
         (["run", "ok.py:nothing_here"], "has no nothing_here()"),
         (["run", "bad_options.py"], "did you mean 'duration'"),
+        (["run", "not_async.py"], "worker must be an async function"),
         (["run", "ok.py", "--json", "no/such/folder/run.json"], "does not exist"),
         (["run", "ok.py", "--host", "127.0.0.1:http"], "port"),
         (["run", "steps.py", "--rate", "20", "--duration", "1"], "--rate needs bots"),

@@ -120,6 +120,10 @@ async def test_slow(swarm_runner):
     result = pytester.runpytest()
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*ThresholdError*", "*p99(slow) < 1ms*"])
+    # The summary names the error itself, not pytest-trio's ExceptionGroup around it.
+    result.stdout.fnmatch_lines(["FAILED *::test_slow - *ThresholdError*"])
+    result.stdout.no_fnmatch_line("*Exception Group Traceback*")
+    result.stdout.no_fnmatch_line("*Exceptions from Trio nursery*")
 
 
 def test_bot_exception_fails_with_the_bot_id_and_its_traceback(
@@ -153,6 +157,8 @@ async def test_bots(swarm_runner):
             "*SwarmAborted: bot 2 failed: KeyError*",
         ]
     )
+    result.stdout.no_fnmatch_line("*Exception Group Traceback*")
+    result.stdout.no_fnmatch_line("*Exceptions from Trio nursery*")
 
 
 def test_echo_server_echoes_and_shuts_down_cleanly() -> None:

@@ -104,7 +104,15 @@ def plain_line(stats: SwarmStatistics, planned: float | None = None) -> str:
             ``duration`` is None but stages give one.
 
     Example:
-        >>> line = plain_line(stats)  # '[2.0s/10s] bots 5/5  rps 120  failures 0 ...'
+        >>> from trio_bots._swarm import SwarmStatistics
+        >>> stats = SwarmStatistics(elapsed=75.0, duration=None, bots_running=3,
+        ...     bots_target=4, bots_started=3, bots_finished=0, dropped_messages=0,
+        ...     dropped_arrivals=2, stopping=True, metrics={"names": {}, "timeline": []})
+        >>> line = plain_line(stats, planned=120.0)
+        >>> line.split("  ")[:3]
+        ['[1m15s/2m00s] bots 3/4', 'rps 0', 'failures 0 (total 0)']
+        >>> line.split("  ")[-2:]
+        ['dropped arrivals 2', 'stopping']
     """
     interval = _Interval(stats)
     bucket = interval.bucket
@@ -135,7 +143,15 @@ def render_live(
         open_model: show the dropped arrivals even when there are none.
 
     Example:
-        >>> Console().print(render_live(stats))
+        >>> import io
+        >>> from trio_bots._swarm import SwarmStatistics
+        >>> stats = SwarmStatistics(elapsed=2.0, duration=10.0, bots_running=5,
+        ...     bots_target=5, bots_started=5, bots_finished=0, dropped_messages=0,
+        ...     dropped_arrivals=0, stopping=False, metrics={"names": {}, "timeline": []})
+        >>> out = io.StringIO()
+        >>> Console(file=out, width=100).print(render_live(stats))
+        >>> "bots 5/5" in out.getvalue() and "p99" in out.getvalue()
+        True
     """
     interval = _Interval(stats)
     total = stats.duration if stats.duration is not None else planned
@@ -199,8 +215,19 @@ async def watch_swarm(
             swarm has no ``duration``.
 
     Example:
-        >>> async with open_swarm(worker, 10, duration=5) as swarm:
-        ...     task_group.start_soon(watch_swarm, swarm, Console(), "live")
+        >>> import io, trio, trio.testing, trio_bots
+        >>> async def worker(bot):
+        ...     await bot.stopping.wait()
+        >>> async def main(console):
+        ...     async with trio.open_nursery() as nursery:
+        ...         async with trio_bots.open_swarm(worker, 2, duration=2.5) as swarm:
+        ...             nursery.start_soon(watch_swarm, swarm, console, "plain")
+        ...         nursery.cancel_scope.cancel()
+        >>> out = io.StringIO()
+        >>> trio.run(main, Console(file=out, width=100),
+        ...          clock=trio.testing.MockClock(autojump_threshold=0))
+        >>> print(out.getvalue().splitlines()[-1][:23])
+        [2.0s/2.5s] bots 2/2  r
     """
     if mode == "off":
         return

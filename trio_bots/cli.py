@@ -17,15 +17,15 @@ asked for and exits with the code of DESIGN.md:
 ``trio-bots init [PATH]`` writes a commented starter scenario.
 
 Example:
-    >>> main(["--version"])
-    Traceback (most recent call last):
-    ...
-    SystemExit: 0
+    >>> from typer.testing import CliRunner
+    >>> CliRunner().invoke(app, ["--version"]).output.startswith("trio-bots ")
+    True
 """
 
 from __future__ import annotations
 
 import enum
+import inspect
 import logging
 import socket
 import sys
@@ -143,6 +143,7 @@ class Plan:
     backend: str = "trio"
     view: ViewMode = "live"
     quiet: bool = False
+    debug: bool = False
     planned: float | None = None
 
 
@@ -379,6 +380,7 @@ def run(
         )
         plan.backend = backend.value
         plan.quiet = quiet
+        plan.debug = debug
         plan.view = "off" if quiet else "plain" if no_live or not console.is_terminal else "live"
         if host is not None and host_check:
             _check_host(host)
@@ -474,6 +476,7 @@ def _plan(spec: str, flags: _Flags, thresholds: list[str], console: Console) -> 
             # With stages or an arrival rate the load shape starts the bots.
             size = 0 if options.get("stages") or options.get("rate") else 1
         options["handle_sigint"] = True
+        _check_worker(scenario.spec, scenario.worker, options)
         validated = validate_options(size, options)
         preflight_fds(size, validated)
     except ConfigError as exc:
@@ -486,6 +489,19 @@ def _plan(spec: str, flags: _Flags, thresholds: list[str], console: Console) -> 
         thresholds=list(thresholds),
         planned=_planned_length(validated),
     )
+
+
+def _check_worker(spec: str, worker: Any, options: Mapping[str, Any]) -> None:
+    """Catch ``def worker`` (not async) before a whole swarm fails on it."""
+    if options.get("factory") is not None:
+        return  # the seed's factory decides how the worker is called
+    workers = worker.keys() if isinstance(worker, Mapping) else [worker]
+    for fn in workers:
+        if inspect.isfunction(fn) and not inspect.iscoroutinefunction(fn):
+            raise ConfigError(
+                f"scenario {spec}: {fn.__name__} must be an async function: "
+                f"write `async def {fn.__name__}(bot): ...`"
+            )
 
 
 def _check_outputs(
@@ -597,7 +613,7 @@ def _report(plan: Plan, outcome: Outcome, console: Console) -> int:
         where = _where(outcome.aborted.__cause__)
         if where:
             print(f"  {where}  (--debug shows the traceback)", file=sys.stderr)
-        if logging.getLogger().isEnabledFor(logging.DEBUG) and outcome.aborted.__cause__:
+        if plan.debug and outcome.aborted.__cause__ is not None:
             traceback.print_exception(outcome.aborted.__cause__, file=sys.stderr)
     elif result.interrupted and result.signal is not None and not plan.quiet:
         print("trio-bots: interrupted; the reports cover the run until then", file=sys.stderr)
@@ -693,7 +709,12 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         argv: the arguments, without the program name; ``sys.argv[1:]`` when None.
 
     Example:
-        >>> main(["run", "scenario.py", "--bots", "10", "--duration", "30s"])
+        >>> try:
+        ...     main(["--version"])  # doctest: +ELLIPSIS
+        ... except SystemExit as exit:
+        ...     print("exit code", exit.code)
+        trio-bots ...
+        exit code 0
     """
     try:
         app(args=None if argv is None else list(argv), prog_name="trio-bots")

@@ -31,11 +31,13 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Awaitable, Iterator, Sequence
+from collections.abc import Awaitable, Generator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import pytest
 import trio
+
+from ._errors import TrioBotsError
 
 if TYPE_CHECKING:
     from ._swarm import SwarmResult
@@ -77,10 +79,43 @@ async def _run_swarm(
 
     if isinstance(thresholds, str):
         thresholds = [thresholds]
-    result = await swarm(worker, size, **options)
-    if thresholds:
-        result.assert_thresholds(*thresholds)
+    try:
+        result = await swarm(worker, size, **options)
+        if thresholds:
+            result.assert_thresholds(*thresholds)
+    except TrioBotsError as exc:
+        # The engine's frames say nothing about the test: drop them. A bot's
+        # own traceback is kept, in the cause.
+        raise exc.with_traceback(None)  # noqa: B904 - the same exception, re-raised
     return result
+
+
+def _only_leaf(group: BaseExceptionGroup[Any]) -> BaseException | None:
+    """The single exception inside (nested) groups, or None when there are several."""
+    while len(group.exceptions) == 1:
+        inner: BaseException = group.exceptions[0]
+        if not isinstance(inner, BaseExceptionGroup):
+            return inner
+        group = inner
+    return None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, object]:
+    """Show a lone trio_bots error as itself, not inside the runner's ExceptionGroup.
+
+    pytest-trio (and task groups in general) wrap a test's exception in an
+    ExceptionGroup; a failed threshold or an aborted swarm then reads as
+    "ExceptionGroup: ...". Only a group holding exactly one `TrioBotsError`
+    is unwrapped; its traceback and ``__cause__`` (the bot's exception) stay.
+    """
+    try:
+        return (yield)
+    except BaseExceptionGroup as group:
+        leaf = _only_leaf(group)
+        if not isinstance(leaf, TrioBotsError):
+            raise
+    raise leaf  # outside the except block: no "during handling" noise
 
 
 @pytest.fixture
