@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 from hdrh.histogram import HdrHistogram
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trio_bots._errors import ConfigError
 from trio_bots._metrics import (
@@ -233,8 +235,6 @@ def test_reads_run_snapshot_and_rejects_other_versions() -> None:
 
 # --- merge == one recorder fed everything (hypothesis) ---------------------------------------
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 NAMES = ["a", "b", "GET /x"]
 latencies = st.one_of(

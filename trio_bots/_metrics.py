@@ -92,11 +92,27 @@ def _clamp(us: float) -> int:
 @cache
 def _value_tables() -> tuple[list[int], list[int], list[int]]:
     """Lowest, highest and median equivalent µs value of every counts index."""
-    proto = _new_hist()
+    proto = _proto()
     low = [proto.get_value_from_index(i) for i in range(proto.counts_len)]
     high = [proto.get_highest_equivalent_value(v) for v in low]
     mid = [lo + (hi - lo + 1) // 2 for lo, hi in zip(low, high, strict=True)]
     return low, high, mid
+
+
+def same_bucket(a: float, b: float) -> bool:
+    """Whether two latencies in seconds fall in one histogram bucket (are indistinguishable).
+
+    Example:
+        >>> same_bucket(0.099, 0.099007), same_bucket(0.001, 0.001001)
+        (True, False)
+    """
+    a_us, b_us = (_clamp(round(x * 1e6)) for x in (a, b))
+    return bool(_proto().values_are_equivalent(a_us, b_us))
+
+
+@cache
+def _proto() -> Any:
+    return _new_hist()
 
 
 class _Dist:
