@@ -455,6 +455,21 @@ async def test_request_timeout_fails_a_slow_request(autojump_clock: trio.testing
     assert result.bot_failures == []
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_request_timeout_on_asyncio(anyio_backend: str) -> None:
+    async def worker(bot: Bot) -> None:
+        async with bot.measure("fast"):
+            await anyio.lowlevel.checkpoint()
+        with pytest.raises(RequestTimeout):
+            async with bot.measure("slow"):
+                await anyio.sleep(30)
+
+    result = await run(worker, 2, request_timeout=0.05)
+    assert (result.stats["fast"].count, result.stats["fast"].failure_count) == (2, 0)
+    assert (result.stats["slow"].count, result.stats["slow"].failure_count) == (0, 2)
+
+
 @pytest.mark.trio
 async def test_an_uncaught_request_timeout_is_a_bot_failure(
     autojump_clock: trio.testing.MockClock,

@@ -129,10 +129,16 @@ class AsyncioStream:
     Example:
         >>> import anyio
         >>> async def main():
-        ...     a, b = anyio.create_memory_object_stream(1)
-        ...     return hasattr(AsyncioStream, "send_all")
-        >>> anyio.run(main)
-        True
+        ...     listener = await open_tcp_listener(0, "127.0.0.1")
+        ...     stream = await connect_tcp("127.0.0.1", listener.socket.getsockname()[1])
+        ...     server = await listener.accept()
+        ...     await stream.send_all(b"ping")
+        ...     data = await server.receive_some()
+        ...     for resource in (stream, server, listener):
+        ...         await resource.aclose()
+        ...     return type(stream).__name__, data
+        >>> anyio.run(main, backend="asyncio")
+        ('AsyncioStream', b'ping')
     """
 
     __slots__ = ("_stream",)
