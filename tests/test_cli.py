@@ -281,6 +281,28 @@ def test_failed_threshold_exits_1(tmp_path: Path) -> None:
     assert "FAIL" in proc.stdout
 
 
+def test_threshold_on_a_name_never_recorded_fails_and_keeps_the_reports(tmp_path: Path) -> None:
+    proc = trio_bots_cmd(
+        "run",
+        "ok.py",
+        "--duration",
+        "0.5",
+        "--threshold",
+        "p99(login) < 1s",
+        "--json",
+        str(tmp_path / "run.json"),
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "'login', which was never recorded" in proc.stderr
+    [result] = json.loads((tmp_path / "run.json").read_text())["thresholds"]
+    assert result == {
+        "expression": "p99(login) < 1s",
+        "passed": False,
+        "measured": None,
+        "required": 1.0,
+    }
+
+
 # -- exit 2
 
 

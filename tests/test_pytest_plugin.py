@@ -117,7 +117,7 @@ async def test_slow(swarm_runner):
         await swarm_runner(worker, 2, thresholds=["p99(slow) < 1ms"])
 """
     )
-    result = pytester.runpytest()
+    result = pytester.runpytest("-vv")  # -vv: summary lines are not cut
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*ThresholdError*", "*p99(slow) < 1ms*"])
     # The summary names the error itself, not pytest-trio's ExceptionGroup around it.

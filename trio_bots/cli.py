@@ -586,11 +586,7 @@ def _report(plan: Plan, outcome: Outcome, console: Console) -> int:
     from .report import render_console, write_csv, write_html, write_json
 
     result = outcome.result
-    if plan.thresholds:
-        try:
-            outcome.threshold_results = list(result.check(*plan.thresholds))
-        except ConfigError as exc:
-            raise _Exit(EXIT_USAGE, f"error: {exc}", exc) from None
+    outcome.threshold_results = [_check_one(result, expr) for expr in plan.thresholds]
     run_data = result.to_dict(outcome.threshold_results)
     if not plan.quiet:
         render_console(run_data, console)
@@ -618,6 +614,21 @@ def _report(plan: Plan, outcome: Outcome, console: Console) -> int:
     elif result.interrupted and result.signal is not None and not plan.quiet:
         print("trio-bots: interrupted; the reports cover the run until then", file=sys.stderr)
     return code
+
+
+def _check_one(result: Any, expression: str) -> Any:
+    """Evaluate one threshold; one that cannot be evaluated (a name never recorded) fails."""
+    from ._thresholds import ThresholdResult, parse_threshold
+
+    try:
+        [checked] = result.check(expression)
+    except ConfigError as exc:
+        # The run happened: report it and fail the threshold rather than lose the reports.
+        print(f"trio-bots: threshold failed: {exc}", file=sys.stderr)
+        return ThresholdResult(
+            expression, False, None, parse_threshold(expression).value, reason=str(exc)
+        )
+    return checked
 
 
 def _where(exc: BaseException | None) -> str:
