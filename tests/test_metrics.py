@@ -328,3 +328,26 @@ def test_merge_equals_one_recorder(evs: list[Any], ticks: list[float]) -> None:
     assert failures_from_snapshot(single) == failures_from_snapshot(merged)
     timelines = [[asdict(b) for b in timeline_from_snapshot(s)] for s in (single, merged)]
     assert norm(timelines[0]) == norm(timelines[1])
+
+
+def test_json_round_trip_then_merge() -> None:
+    a, b = Recorder(0.0), Recorder(0.0)
+    a.record("x", 1500)
+    a.record_failure("x", "E", "m", 1)
+    b.record_corrected("x", 9000, 2500)
+    b.record_fanout("direct", 40)
+    sa, sb = snap(a), snap(b)
+    loaded = [json.loads(json.dumps(s)) for s in (sa, sb)]
+    assert norm(merge(*loaded)) == norm(merge(sa, sb))
+    stats = stats_from_snapshot(merge(*loaded))
+    assert (stats["x"].count, stats["x"].min, stats["x"].max) == (2, 0.0015, 0.009)
+    assert stats["x"].raw.max == pytest.approx(0.0025, rel=1e-3)
+    assert stats_from_snapshot(loaded[1])["direct"].mean == 40e-6
+
+
+def test_same_bucket() -> None:
+    from trio_bots._metrics import same_bucket
+
+    assert same_bucket(0.001, 0.001) and not same_bucket(0.001, 0.001001)
+    assert same_bucket(0.099, 0.099007) and not same_bucket(0.099, 0.09901)
+    assert same_bucket(0.0, 1e-6)  # both clamp to 1 µs
