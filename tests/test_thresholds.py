@@ -286,6 +286,10 @@ def test_readable_failure_lines(expression: str, measured: float, shown: str) ->
     assert str(ThresholdResult(str(t), False, measured, t.value)) == f"{t} failed: {shown}"
 
 
+def test_result_str_of_a_foreign_expression() -> None:
+    assert str(ThresholdResult("custom", False, 2.5, 1.0)) == "custom failed: measured 2.5"
+
+
 def test_result_is_plain_data() -> None:
     [r] = check_thresholds(make_stats(), ["p50(ping) < 1ms"])
     data: dict[str, Any] = {

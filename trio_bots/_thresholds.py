@@ -344,10 +344,13 @@ class ThresholdResult:
     reason: str = field(default="", compare=False)
 
     def __str__(self) -> str:
-        t = parse_threshold(self.expression)
         verdict = "passed" if self.passed else "failed"
         if self.measured is None:
             return f"{self.expression} {verdict}: {self.reason or 'no samples'}"
+        try:
+            t = parse_threshold(self.expression)
+        except ConfigError:  # built by hand from something else: plain figures
+            return f"{self.expression} {verdict}: measured {self.measured:.6g}"
         measured = _format(t, self.measured)
         if self.passed:
             return f"{self.expression} {verdict}: measured {measured}"
