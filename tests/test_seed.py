@@ -192,11 +192,6 @@ def test_awaitables_that_never_started_are_closed() -> None:
     assert not [w for w in caught if "never awaited" in str(w.message)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_swarm.py validates factory= but never uses it: swarm()/open_swarm() call "
-    "worker(bot) instead of running factory(worker, size=size)'s awaitables",
-)
 def test_factory_option_of_swarm_itself() -> None:
     seen: list[Any] = []
 

@@ -792,11 +792,6 @@ def test_sigint_on_asyncio_starts_a_graceful_stop() -> None:
     assert result.bots_finished == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_swarm.py _handle_signals: on asyncio, anyio's signal receiver resets SIGINT to "
-    "default_int_handler on exit instead of the handler that was installed before the swarm",
-)
 def test_handle_sigint_on_asyncio_puts_the_old_handler_back() -> None:
     async def worker(bot: trio_bots.Bot) -> None:
         pass
@@ -809,11 +804,6 @@ def test_handle_sigint_on_asyncio_puts_the_old_handler_back() -> None:
         assert signal.getsignal(signal.SIGINT) is ours
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_swarm.py Swarm._begin_stop: after the run, stop() calls start_soon on the closed "
-    "task group and raises RuntimeError; its docstring says a repeated call does nothing",
-)
 @pytest.mark.trio
 async def test_stop_after_the_run_does_nothing() -> None:
     async def worker(bot: trio_bots.Bot) -> None:

@@ -18,14 +18,12 @@ Example:
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, overload
 
 import trio
 
 from ._bot import Bot
-from ._errors import ConfigError
 from ._swarm import SwarmResult, swarm
 
 Factory = Callable[..., Any]
@@ -59,31 +57,7 @@ async def create(
 
         return await swarm(call_plain, size, **options)
 
-    awaitables: list[Any] = list(factory(worker, size=size))
-    for index, awaitable in enumerate(awaitables):
-        if not inspect.isawaitable(awaitable):
-            _close_all(awaitables)
-            raise ConfigError(
-                f"factory(worker, size={size}) must give awaitables such as worker(i), but "
-                f"item {index} is {awaitable!r}"
-            )
-
-    async def call_awaitable(bot: Bot) -> None:
-        awaitable = awaitables[bot.id]
-        awaitables[bot.id] = None
-        await awaitable
-
-    try:
-        return await swarm(call_awaitable, len(awaitables), **options)
-    finally:
-        _close_all(awaitables)
-
-
-def _close_all(awaitables: list[Any]) -> None:
-    for awaitable in awaitables:
-        close = getattr(awaitable, "close", None)
-        if close is not None:
-            close()
+    return await swarm(worker, size, factory=factory, **options)
 
 
 @overload

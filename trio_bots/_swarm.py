@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import signal
 import time
 import types
@@ -404,7 +405,7 @@ class Swarm:
     # -- stopping
 
     def _begin_stop(self) -> None:
-        if self._stopping.is_set() or self._task_group is None:
+        if self._stopping.is_set() or self._task_group is None or self.result is not None:
             return
         self._stopping.set()
         if self._load is not None:
@@ -428,13 +429,22 @@ class Swarm:
             recorder.tick(self._clock(), self._running)
 
     async def _handle_signals(self) -> None:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                if self._signal is not None:
-                    self._task_group.cancel_scope.cancel()  # a second signal: stop now
-                    return
-                self._signal = int(signum)
-                self.stop()
+        handled = (signal.SIGINT, signal.SIGTERM)
+        # anyio's receiver on asyncio resets the handlers to the defaults on exit:
+        # put back whatever was installed before the swarm.
+        previous = {signum: signal.getsignal(signum) for signum in handled}
+        try:
+            with anyio.open_signal_receiver(*handled) as signals:
+                async for signum in signals:
+                    if self._signal is not None:
+                        self._task_group.cancel_scope.cancel()  # a second signal: stop now
+                        return
+                    self._signal = int(signum)
+                    self.stop()
+        finally:
+            for signum, handler in previous.items():
+                if handler is not None and signal.getsignal(signum) is not handler:
+                    signal.signal(signum, handler)
 
     # -- lifecycle
 
@@ -500,6 +510,35 @@ def _abort_error(swarm: Swarm, result: SwarmResult) -> SwarmAborted:
     return error
 
 
+def _awaitables_from_factory(factory: Any, worker: Any, size: int) -> list[Any]:
+    """The seed's ``factory(worker, size=N)``: an iterable of awaitables, one per bot."""
+    awaitables = list(factory(worker, size=size))
+    for index, awaitable in enumerate(awaitables):
+        if not inspect.isawaitable(awaitable):
+            _close_unstarted(awaitables)
+            raise ConfigError(
+                f"factory(worker, size={size}) must give awaitables such as worker(i), but "
+                f"item {index} is {awaitable!r}"
+            )
+    return awaitables
+
+
+def _await_own_awaitable(awaitables: list[Any]) -> Worker:
+    async def run_awaitable(bot: Bot) -> None:
+        awaitable, awaitables[bot.id] = awaitables[bot.id], None
+        await awaitable
+
+    return run_awaitable
+
+
+def _close_unstarted(awaitables: list[Any]) -> None:
+    """Close awaitables that never ran (the swarm ended first): no "never awaited" warning."""
+    for awaitable in awaitables:
+        close = getattr(awaitable, "close", None)
+        if close is not None:
+            close()
+
+
 def _unwrap(group: BaseExceptionGroup[Any]) -> BaseException:
     leaves: list[BaseException] = []
 
@@ -543,6 +582,10 @@ async def open_swarm(worker: Any, size: int, **options: Any) -> AsyncIterator[Sw
         10
     """
     validated = validate_options(size, options)
+    awaitables: list[Any] = []
+    if validated["factory"] is not None:
+        awaitables = _awaitables_from_factory(validated["factory"], worker, size)
+        worker, size = _await_own_awaitable(awaitables), len(awaitables)
     preflight_fds(size, validated)
     backend = current_backend()
     swarm = Swarm(worker, size, validated, backend)
@@ -562,6 +605,7 @@ async def open_swarm(worker: Any, size: int, **options: Any) -> AsyncIterator[Sw
             raise
     finally:
         result = swarm._finish()
+        _close_unstarted(awaitables)
     if error is not None:
         raise error  # outside the except block, so its own __context__ is kept
     if swarm._aborted and result.bot_failures:
