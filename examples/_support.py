@@ -294,38 +294,36 @@ def main_with_service(
             services.stop(service, folder)
 
 
-def server_main(
-    description: str,
-    handle: Callable[[trio.SocketStream], Awaitable[None]],
-    port: int,
-    argv: list[str] | None = None,
-) -> int:
+def server_main(description: str, serve: Serve, port: int, argv: list[str] | None = None) -> int:
     """The command line of the example servers: ``--port`` and ``--host``, then serve.
 
-    It prints the address it listens on and serves until Ctrl-C.
+    ``serve(port, host, *, task_status)`` reports the port it listens on with
+    ``task_status.started(port)``. It prints the address and serves until Ctrl-C.
 
     Example:
-        >>> async def handle(stream):
-        ...     await stream.send_all(b"hi\\n")
-        >>> server_main("says hi", handle, 7000, ["--port", "0"])  # doctest: +SKIP
-        says hi: listening on 127.0.0.1:41234
+        >>> from chat_server import serve
+        >>> server_main("A chat server.", serve, 7777, ["--port", "0"])  # doctest: +SKIP
+        A chat server: listening on 127.0.0.1:41234
     """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--port", type=int, default=port, help=f"TCP port (default {port}; 0: any)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     args = parser.parse_args(argv)
+    errors: list[OSError] = []
 
     async def run() -> None:
-        listeners = await trio.open_tcp_listeners(args.port, host=args.host)
-        where = listeners[0].socket.getsockname()
-        print(f"{description.rstrip('.')}: listening on {args.host}:{where[1]}", flush=True)
-        await trio.serve_listeners(handle, listeners)
+        async with trio.open_nursery() as nursery:
+            try:
+                bound = await nursery.start(serve, args.port, args.host)
+            except OSError as exc:
+                errors.append(exc)
+                return
+            print(f"{description.rstrip('.')}: listening on {args.host}:{bound}", flush=True)
 
     try:
         trio.run(run)
     except KeyboardInterrupt:
         pass
-    except OSError as exc:
+    for exc in errors:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return 2 if errors else 0

@@ -207,7 +207,7 @@ async def serve(
 
 def main(argv: list[str] | None = None) -> int:
     """Serve until Ctrl-C: ``python examples/chat_server.py --port 7777``."""
-    return server_main("A small chat server with rooms.", ChatServer().handle, 7777, argv)
+    return server_main("A small chat server with rooms.", serve, 7777, argv)
 
 
 if __name__ == "__main__":

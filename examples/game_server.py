@@ -229,7 +229,7 @@ async def serve(
 
 def main(argv: list[str] | None = None) -> int:
     """Serve until Ctrl-C: ``python examples/game_server.py --port 7778``."""
-    return server_main("A tic-tac-toe lobby, binary protocol.", GameServer().handle, 7778, argv)
+    return server_main("A tic-tac-toe lobby, binary protocol.", serve, 7778, argv)
 
 
 if __name__ == "__main__":
