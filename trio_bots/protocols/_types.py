@@ -1,0 +1,80 @@
+"""The small surface the protocol building blocks need from a bot.
+
+The protocols are leaves: they never import the engine. They talk to
+whatever implements these typing Protocols, which `trio_bots.Bot` does,
+and so does any test double.
+
+Example:
+    >>> import trio.testing
+    >>> from trio_bots.protocols._types import ByteStream
+    >>> left, right = trio.testing.memory_stream_pair()
+    >>> stream: ByteStream = left  # trio streams fit the surface as they are
+"""
+
+from __future__ import annotations
+
+import ssl
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+__all__ = ["BotLike", "ByteStream", "Measurement"]
+
+
+class ByteStream(Protocol):
+    """A connected byte stream: `trio.SocketStream`, `trio.SSLStream` or the asyncio adapter.
+
+    ``receive_some`` returns ``b""`` at end of file.
+
+    Example:
+        >>> import trio.testing
+        >>> a, b = trio.testing.memory_stream_pair()
+        >>> isinstance(a.send_all, object)
+        True
+    """
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None: ...
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Measurement(Protocol):
+    """What ``async with bot.measure(name) as m`` gives: mark a failure, count bytes.
+
+    Example:
+        >>> class Recorder:
+        ...     def fail(self, reason: str) -> None: print("failed:", reason)
+        ...     def add_bytes(self, sent: int, received: int) -> None: pass
+        >>> m: Measurement = Recorder()
+        >>> m.fail("HTTP 500")
+        failed: HTTP 500
+    """
+
+    def fail(self, reason: str) -> None: ...
+
+    def add_bytes(self, sent: int, received: int) -> None: ...
+
+
+class BotLike(Protocol):
+    """The part of `trio_bots.Bot` that the protocol clients use.
+
+    ``connect_tcp`` returns a connected stream (TLS handshake done) or raises
+    `trio_bots.ConnectError`; ``measure`` is an async context manager that
+    records the body's latency and counts an exception in it as a failure.
+
+    Example:
+        >>> def needs_a_bot(bot: BotLike) -> None: ...
+    """
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        *,
+        tls: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+    ) -> ByteStream: ...
+
+    def measure(self, name: str) -> AbstractAsyncContextManager[Measurement]: ...

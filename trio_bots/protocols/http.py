@@ -1,0 +1,706 @@
+"""A fast HTTP/1.1 keep-alive client over a bot's stream, parsed with httptools.
+
+One `Client` holds one connection at a time and sends one request at a time
+(no pipelining), like a browser tab or a Locust ``FastHttpUser``. Each request
+is measured under the bot's ``measure``: ``"GET /path"`` by default, with the
+query string left out so that ``/item?id=1`` and ``/item?id=2`` share a name.
+
+Semantics:
+    * Every status is returned as a `Response`, never raised. A status >= 400
+      is recorded as a failed request (``"HTTP 404"``) unless ``expect=``
+      lists it; with ``expect=``, any status it does not list is a failure.
+    * Bodies framed by Content-Length, by chunked encoding, or by the end of
+      the connection are read; HEAD, 1xx, 204 and 304 responses have none.
+    * The connection is reopened after ``Connection: close``. An idempotent
+      request (GET, HEAD, PUT, DELETE, OPTIONS, TRACE) that finds a stale
+      keep-alive connection (closed or reset before any response byte) is
+      retried once on a fresh connection; other methods raise
+      `trio_bots.ProtocolError`.
+    * A malformed or truncated response raises `trio_bots.ProtocolError`
+      inside the measurement, so it counts as a failure.
+
+Example:
+    >>> import trio_bots
+    >>> from trio_bots.protocols import http
+    >>> async def worker(bot: trio_bots.Bot) -> None:  # doctest: +SKIP
+    ...     client = await http.connect(bot, "http://127.0.0.1:8080")
+    ...     response = await client.get("/health")
+    ...     assert response.status == 200
+"""
+
+from __future__ import annotations
+
+import json as _json
+import ssl
+from collections.abc import Container, Iterable, Iterator, Mapping
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import quote
+
+import anyio
+import httptools
+import trio
+
+from .._errors import ConfigError, ProtocolError
+from ._types import BotLike, ByteStream
+from ._util import Target, aclose_forcefully, split_url
+
+__all__ = ["Client", "Headers", "Response", "connect"]
+
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
+_BROKEN = (trio.BrokenResourceError, anyio.BrokenResourceError, ConnectionError)
+_USER_AGENT = "trio-bots/0.1"
+_CACHE_SIZE = 512  # distinct (method, path) heads kept pre-built
+_SAFE_PATH = "/?&=%:@!$'()*+,;~#[]"
+
+HeadersArg = Mapping[str, str] | Iterable[tuple[str, str]] | None
+
+
+class Headers(Mapping[str, str]):
+    """Response headers: a read-only, case-insensitive mapping of str to str.
+
+    A header sent several times maps to its values joined with ``", "``;
+    `get_list` gives them one by one (use it for ``Set-Cookie``). ``raw``
+    keeps the original ``(name, value)`` byte pairs in order.
+
+    Example:
+        >>> h = Headers([(b"Content-Type", b"text/plain"), (b"Set-Cookie", b"a=1"),
+        ...              (b"set-cookie", b"b=2")])
+        >>> h["content-type"], h.get_list("Set-Cookie"), "CONTENT-TYPE" in h
+        ('text/plain', ['a=1', 'b=2'], True)
+    """
+
+    __slots__ = ("_index", "raw")
+
+    def __init__(self, raw: list[tuple[bytes, bytes]] | None = None) -> None:
+        self.raw: list[tuple[bytes, bytes]] = raw if raw is not None else []
+        self._index: dict[str, list[str]] | None = None
+
+    def _lookup(self) -> dict[str, list[str]]:
+        index = self._index
+        if index is None:  # built on first use: most load tests never read headers
+            index = {}
+            for name, value in self.raw:
+                index.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
+            self._index = index
+        return index
+
+    def __getitem__(self, name: str) -> str:
+        return ", ".join(self._lookup()[name.lower()])
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._lookup()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._lookup())
+
+    def __len__(self) -> int:
+        return len(self._lookup())
+
+    def get_list(self, name: str) -> list[str]:
+        """Every value of header ``name``, in order; ``[]`` when absent.
+
+        Example:
+            >>> Headers([(b"Via", b"a"), (b"via", b"b")]).get_list("VIA")
+            ['a', 'b']
+        """
+        return list(self._lookup().get(name.lower(), ()))
+
+    def __repr__(self) -> str:
+        return f"Headers({self.raw!r})"
+
+
+class Response:
+    """An HTTP response: ``status``, ``headers``, ``body`` (bytes), ``reason``.
+
+    Example:
+        >>> r = Response(200, Headers([(b"Content-Type", b"application/json")]), b'{"a": 1}')
+        >>> r.status, r.json(), r.text, r.ok
+        (200, {'a': 1}, '{"a": 1}', True)
+    """
+
+    __slots__ = ("body", "headers", "http_version", "reason", "status")
+
+    def __init__(
+        self,
+        status: int,
+        headers: Headers,
+        body: bytes,
+        *,
+        reason: str = "",
+        http_version: str = "1.1",
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.reason = reason
+        self.http_version = http_version
+
+    @property
+    def ok(self) -> bool:
+        """True for a status below 400.
+
+        Example:
+            >>> Response(404, Headers(), b"").ok
+            False
+        """
+        return self.status < 400
+
+    @property
+    def text(self) -> str:
+        """The body decoded with the Content-Type charset (UTF-8 by default).
+
+        Example:
+            >>> Response(200, Headers([(b"content-type", b"text/plain; charset=latin-1")]),
+            ...          b"caf\\xe9").text
+            'café'
+        """
+        charset = "utf-8"
+        ctype = self.headers.get("content-type", "")
+        for param in ctype.split(";")[1:]:
+            key, _, value = param.strip().partition("=")
+            if key.lower() == "charset" and value:
+                charset = value.strip('"')
+        try:
+            return self.body.decode(charset, errors="replace")
+        except LookupError:
+            return self.body.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        """The body decoded as JSON.
+
+        Example:
+            >>> Response(200, Headers(), b"[1, 2]").json()
+            [1, 2]
+        """
+        return _json.loads(self.body)
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.reason}, {len(self.body)} bytes>"
+
+
+class _Stale(Exception):
+    """The connection closed or reset before any byte of the response."""
+
+
+class _Reader:
+    """httptools callbacks for one response at a time on one connection."""
+
+    __slots__ = (
+        "body",
+        "done",
+        "extra",
+        "head",
+        "headers",
+        "headers_done",
+        "keep_alive",
+        "parser",
+        "reason",
+        "status",
+        "version",
+    )
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.reset(False)
+
+    def reset(self, head: bool) -> None:
+        self.head = head
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: list[bytes] = []
+        self.reason = b""
+        self.headers_done = False
+        self.done = False
+        self.extra = False  # bytes arrived after the response: do not reuse the connection
+        self.keep_alive = False
+        self.status = 0
+        self.version = "1.1"
+
+    def on_message_begin(self) -> None:
+        if self.done:  # a second response nobody asked for: stop parsing, drop the connection
+            self.extra = True
+            raise _Stale
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        # llhttp forgets status, version and keep-alive once the message ends: keep them.
+        parser = self.parser
+        self.headers_done = True
+        self.status = status = parser.get_status_code()
+        self.version = parser.get_http_version()
+        self.keep_alive = parser.should_keep_alive()
+        # httptools cannot be told that a HEAD response has no body: stop here.
+        if self.head and not 100 <= status < 200:
+            self.done = True
+
+    def on_body(self, chunk: bytes) -> None:
+        self.body.append(chunk)
+
+    def on_message_complete(self) -> None:
+        status = self.status
+        self.keep_alive = self.parser.should_keep_alive()
+        if 100 <= status < 200 and status != 101:  # interim response: wait for the real one
+            self.headers = []
+            self.reason = b""
+            self.headers_done = False
+        else:
+            self.done = True
+
+    def ends_at_eof(self) -> bool:
+        # True when the body is delimited by the end of the connection.
+        if not self.headers_done:
+            return False
+        for name, value in self.headers:
+            lname = name.lower()
+            if lname == b"content-length" or (
+                lname == b"transfer-encoding" and b"chunked" in value.lower()
+            ):
+                return False
+        return True
+
+
+class Client:
+    """An HTTP/1.1 client bound to one origin and one bot; get one from `connect`.
+
+    It is an async context manager; leaving it closes the connection.
+
+    Attributes:
+        url: the origin (and path prefix) given to `connect`.
+        connections: how many connections it has opened so far.
+
+    Example:
+        >>> async def worker(bot):  # doctest: +SKIP
+        ...     async with await http.connect(bot, "http://127.0.0.1:8080") as client:
+        ...         r = await client.post("/login", json={"user": "bot"}, expect=[200, 401])
+    """
+
+    def __init__(
+        self,
+        bot: BotLike,
+        url: str,
+        *,
+        headers: HeadersArg = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.url = url
+        self._target: Target = split_url(url, ("http", "https"))
+        self._prefix = self._target.path.rstrip("/").split("?")[0].encode("ascii")
+        self._bot = bot
+        self._ssl_context = ssl_context
+        base = {"host": ("Host", self._target.authority), "user-agent": ("User-Agent", _USER_AGENT)}
+        for key, value in _pairs(headers):
+            base[key.lower()] = (key, value)
+        self._base = base
+        self._base_block = _header_block(base.values())
+        self._cache: dict[tuple[str, str], tuple[bytes, str]] = {}
+        self._stream: ByteStream | None = None
+        self._reader: _Reader | None = None
+        self._busy = False
+        self._sent = 0
+        self._received = 0
+        self.connections = 0
+
+    # -- requests ---------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: HeadersArg = None,
+        body: bytes | str | None = None,
+        json: Any = None,
+        name: str | None = None,
+        expect: Container[int] | None = None,
+    ) -> Response:
+        """Send one request and return its response, whatever its status.
+
+        Args:
+            method: the HTTP method, such as ``"GET"``.
+            path: the path and query, such as ``"/items?page=2"``.
+            headers: extra request headers; they replace defaults of the same name.
+            body: the request body (a str is sent as UTF-8).
+            json: an object sent as a JSON body with ``Content-Type: application/json``.
+            name: the metric name; ``"METHOD /path"`` (without the query) by default.
+            expect: the statuses that count as success; by default any below 400.
+
+        Raises:
+            ProtocolError: malformed or truncated response, or a stale connection
+                for a non-idempotent request (counted as a failure).
+            trio_bots.ConnectError: reconnecting failed (counted as a failure).
+            trio.BusyResourceError: another task is using this client.
+
+        Example:
+            >>> async def worker(bot):  # doctest: +SKIP
+            ...     client = await http.connect(bot, "http://127.0.0.1:8080")
+            ...     r = await client.request("PATCH", "/items/1", json={"n": 2})
+        """
+        if headers is None and body is None and json is None:
+            entry = self._cache.get((method, path))
+            if entry is None:
+                entry = self._prepare(method, path)
+            payload, default_name = entry
+        else:
+            payload = self._build(method, path, headers, body, json)
+            default_name = f"{method} {path.partition('?')[0]}"
+        async with self._bot.measure(name or default_name) as m:
+            self._sent = self._received = 0
+            try:
+                response = await self._exchange(method, path, payload)
+            finally:
+                m.add_bytes(self._sent, self._received)
+            status = response.status
+            failed = status >= 400 if expect is None else status not in expect
+            if failed:
+                m.fail(f"HTTP {status}")
+        return response
+
+    async def get(
+        self,
+        path: str,
+        *,
+        headers: HeadersArg = None,
+        name: str | None = None,
+        expect: Container[int] | None = None,
+    ) -> Response:
+        """Send a GET request; see `request`.
+
+        Example:
+            >>> async def worker(bot):  # doctest: +SKIP
+            ...     client = await http.connect(bot, "http://127.0.0.1:8080")
+            ...     items = (await client.get("/items?page=1")).json()
+        """
+        return await self.request("GET", path, headers=headers, name=name, expect=expect)
+
+    async def head(
+        self,
+        path: str,
+        *,
+        headers: HeadersArg = None,
+        name: str | None = None,
+        expect: Container[int] | None = None,
+    ) -> Response:
+        """Send a HEAD request; the response has headers and an empty body.
+
+        Example:
+            >>> async def worker(bot):  # doctest: +SKIP
+            ...     client = await http.connect(bot, "http://127.0.0.1:8080")
+            ...     size = (await client.head("/big")).headers["content-length"]
+        """
+        return await self.request("HEAD", path, headers=headers, name=name, expect=expect)
+
+    async def post(
+        self,
+        path: str,
+        *,
+        body: bytes | str | None = None,
+        json: Any = None,
+        headers: HeadersArg = None,
+        name: str | None = None,
+        expect: Container[int] | None = None,
+    ) -> Response:
+        """Send a POST request with ``body`` or ``json``; see `request`.
+
+        Example:
+            >>> async def worker(bot):  # doctest: +SKIP
+            ...     client = await http.connect(bot, "http://127.0.0.1:8080")
+            ...     r = await client.post("/login", json={"user": "bot"})
+        """
+        return await self.request(
+            "POST", path, headers=headers, body=body, json=json, name=name, expect=expect
+        )
+
+    async def put(
+        self,
+        path: str,
+        *,
+        body: bytes | str | None = None,
+        json: Any = None,
+        headers: HeadersArg = None,
+        name: str | None = None,
+        expect: Container[int] | None = None,
+    ) -> Response:
+        """Send a PUT request with ``body`` or ``json``; see `request`.
+
+        Example:
+            >>> async def worker(bot):  # doctest: +SKIP
+            ...     client = await http.connect(bot, "http://127.0.0.1:8080")
+            ...     await client.put("/items/1", json={"n": 1})
+        """
+        return await self.request(
+            "PUT", path, headers=headers, body=body, json=json, name=name, expect=expect
+        )
+
+    async def delete(
+        self,
+        path: str,
+        *,
+        headers: HeadersArg = None,
+        name: str | None = None,
+        expect: Container[int] | None = None,
+    ) -> Response:
+        """Send a DELETE request; see `request`.
+
+        Example:
+            >>> async def worker(bot):  # doctest: +SKIP
+            ...     client = await http.connect(bot, "http://127.0.0.1:8080")
+            ...     await client.delete("/items/1", expect=[204, 404])
+        """
+        return await self.request("DELETE", path, headers=headers, name=name, expect=expect)
+
+    # -- wire -------------------------------------------------------------------
+
+    def _prepare(self, method: str, path: str) -> tuple[bytes, str]:
+        entry = (self._build(method, path, None, None, None), f"{method} {path.partition('?')[0]}")
+        if len(self._cache) >= _CACHE_SIZE:  # paths with ids would grow it forever
+            self._cache.clear()
+        self._cache[(method, path)] = entry
+        return entry
+
+    def _build(
+        self,
+        method: str,
+        path: str,
+        headers: HeadersArg,
+        body: bytes | str | None,
+        json: Any,
+    ) -> bytes:
+        if not path.startswith("/"):
+            raise ConfigError(f"request path {path!r} must start with '/'")
+        try:
+            target = path.encode("ascii")
+        except UnicodeEncodeError:
+            target = quote(path, safe=_SAFE_PATH).encode("ascii")
+        if b" " in target or b"\r" in target or b"\n" in target:
+            target = quote(path, safe=_SAFE_PATH).encode("ascii")
+        extra: list[tuple[str, str]] = []
+        if json is not None:
+            if body is not None:
+                raise ConfigError("pass either body= or json=, not both")
+            body = _json.dumps(json, separators=(",", ":")).encode()
+            extra.append(("Content-Type", "application/json"))
+        if isinstance(body, str):
+            body = body.encode()
+        if body is not None or method in ("POST", "PUT", "PATCH"):
+            extra.append(("Content-Length", str(len(body or b""))))
+        block = self._base_block
+        if headers is not None:
+            merged = dict(self._base)
+            for key, value in _pairs(headers):
+                merged[key.lower()] = (key, value)
+            block = _header_block(merged.values())
+        head = b"".join(
+            (
+                method.encode("ascii"),
+                b" ",
+                self._prefix,
+                target,
+                b" HTTP/1.1\r\n",
+                block,
+                _header_block(extra) if extra else b"",
+                b"\r\n",
+            )
+        )
+        return head + body if body else head
+
+    async def _exchange(self, method: str, path: str, payload: bytes) -> Response:
+        if self._busy:
+            raise trio.BusyResourceError(
+                "another task is already using this HTTP client; give each task its own "
+                "client (await http.connect(...))"
+            )
+        self._busy = True
+        try:
+            retried = False
+            while True:
+                stream, reader = self._stream, self._reader
+                reused = stream is not None
+                if stream is None or reader is None:
+                    stream, reader = await self._open()
+                reader.reset(method == "HEAD")
+                try:
+                    response = await self._roundtrip(stream, reader, payload, method, path)
+                except _Stale as exc:
+                    await self._discard()
+                    if reused and not retried and method in _IDEMPOTENT:
+                        retried = True
+                        continue
+                    why = (
+                        "it was retried once already"
+                        if retried
+                        else "the connection was new"
+                        if not reused
+                        else f"{method} is not idempotent, so it is not retried"
+                    )
+                    raise ProtocolError(
+                        f"the server closed the connection without answering {method} "
+                        f"{path} ({why}); check the server's keep-alive timeout"
+                    ) from exc.__cause__
+                except BaseException:
+                    await self._discard()
+                    raise
+                return response
+        finally:
+            self._busy = False
+
+    async def _roundtrip(
+        self, stream: ByteStream, reader: _Reader, payload: bytes, method: str, path: str
+    ) -> Response:
+        try:
+            await stream.send_all(payload)
+        except _BROKEN as exc:
+            raise _Stale from exc
+        self._sent += len(payload)
+        parser = reader.parser
+        received = 0
+        keep = True
+        while not reader.done:
+            try:
+                data = await stream.receive_some()
+            except _BROKEN as exc:
+                if not received:
+                    raise _Stale from exc
+                raise ProtocolError(
+                    f"the connection broke after {received} bytes of the response to "
+                    f"{method} {path}"
+                ) from exc
+            if not data:
+                if reader.ends_at_eof():  # a body delimited by the end of the connection
+                    keep = False
+                    break
+                if not received:
+                    raise _Stale
+                raise ProtocolError(
+                    f"the server closed the connection after {received} bytes of an "
+                    f"incomplete response to {method} {path}; it sent a truncated response"
+                )
+            received += len(data)
+            self._received += len(data)
+            try:
+                parser.feed_data(data)
+            except httptools.HttpParserUpgrade:
+                raise ProtocolError(
+                    f"the server switched protocols (HTTP {parser.get_status_code()}) on "
+                    f"{method} {path}; use trio_bots.protocols.websocket for upgrades"
+                ) from None
+            except httptools.HttpParserError as exc:
+                if reader.done:  # junk after a complete response: drop the connection
+                    keep = False
+                    break
+                raise ProtocolError(
+                    f"malformed HTTP response to {method} {path}: {exc} (after {received} "
+                    "bytes); the server broke HTTP/1.1"
+                ) from None
+        response = Response(
+            reader.status,
+            Headers(reader.headers),
+            b"".join(reader.body),
+            reason=reader.reason.decode("latin-1"),
+            http_version=reader.version,
+        )
+        if not keep or reader.extra or not reader.keep_alive:
+            await self._discard()
+        elif reader.head:  # the parser still waits for a HEAD body: start afresh
+            self._reader = _Reader()
+        return response
+
+    async def _open(self) -> tuple[ByteStream, _Reader]:
+        t = self._target
+        stream = await self._bot.connect_tcp(
+            t.host,
+            t.port,
+            tls=t.tls,
+            ssl_context=self._ssl_context,
+            server_hostname=t.host if t.tls else None,
+        )
+        self.connections += 1
+        self._stream, self._reader = stream, _Reader()
+        return stream, self._reader
+
+    async def _discard(self) -> None:
+        stream, self._stream, self._reader = self._stream, None, None
+        if stream is not None:
+            await aclose_forcefully(stream)
+
+    async def aclose(self) -> None:
+        """Close the connection; the next request would open a new one.
+
+        Example:
+            >>> async def worker(bot):  # doctest: +SKIP
+            ...     client = await http.connect(bot, "http://127.0.0.1:8080")
+            ...     await client.aclose()
+        """
+        stream, self._stream, self._reader = self._stream, None, None
+        if stream is not None:
+            await stream.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        state = "connected" if self._stream is not None else "idle"
+        return f"<http.Client {self.url} {state}, {self.connections} connections>"
+
+
+def _pairs(headers: HeadersArg) -> list[tuple[str, str]]:
+    if headers is None:
+        return []
+    items = list(headers.items() if isinstance(headers, Mapping) else headers)
+    for key, value in items:
+        if not key or ":" in key or "\n" in key + value or "\r" in key + value:
+            raise ConfigError(
+                f"bad header {key!r}: {value!r}; a name is a non-empty token and neither "
+                "may hold a line break"
+            )
+    return items
+
+
+def _header_block(pairs: Iterable[tuple[str, str]]) -> bytes:
+    return b"".join(
+        b"%s: %s\r\n" % (key.encode("latin-1"), value.encode("latin-1")) for key, value in pairs
+    )
+
+
+async def connect(
+    bot: BotLike,
+    url: str,
+    *,
+    headers: HeadersArg = None,
+    ssl_context: ssl.SSLContext | None = None,
+) -> Client:
+    """Open an HTTP/1.1 keep-alive client to ``url`` over ``bot.connect_tcp``.
+
+    Args:
+        bot: the bot that owns the connections and records the measurements.
+        url: ``http://host[:port][/prefix]`` or ``https://...``; a path here
+            prefixes every request path.
+        headers: default headers sent with every request (after ``Host`` and
+            ``User-Agent``, which they may replace).
+        ssl_context: the client TLS context for ``https://``; the bot's default otherwise.
+
+    Raises:
+        trio_bots.ConfigError: the URL is not http:// or https://.
+        trio_bots.ConnectError: the first connection failed.
+
+    Example:
+        >>> async def worker(bot):  # doctest: +SKIP
+        ...     client = await http.connect(bot, "https://localhost:8443",
+        ...                                 headers={"Authorization": "Bearer x"})
+        ...     await client.get("/me")
+    """
+    client = Client(bot, url, headers=headers, ssl_context=ssl_context)
+    await client._open()
+    return client
