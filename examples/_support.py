@@ -130,6 +130,8 @@ async def run_swarm(
         (2, '')
     """
     host = options.get("host")
+    if host is not None:
+        address(host, "")  # a bad address is a usage error, before any bot starts
     if host is not None or serve is None:
         return await trio_bots.swarm(worker, bots, **options), host or ""
     error: trio_bots.TrioBotsError | None = None
@@ -322,7 +324,7 @@ def server_main(description: str, serve: Serve, port: int, argv: list[str] | Non
 
     try:
         trio.run(run)
-    except KeyboardInterrupt:
+    except* KeyboardInterrupt:  # Ctrl-C is how it stops; it may come wrapped in a group
         pass
     for exc in errors:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)

@@ -77,14 +77,17 @@ async def find_match(
     bot: trio_bots.Bot, frames: framing.LengthPrefixed
 ) -> tuple[int, int, int] | None:
     """Enter the lobby; return (game id, my mark, opponent id), or None if cancelled."""
-    async with bot.measure("match"), trio.open_nursery() as nursery:
-        await frames.send(FIND_FORMAT.pack(FIND, bot.id))
+    await frames.send(FIND_FORMAT.pack(FIND, bot.id))
+    async with trio.open_nursery() as nursery:
         nursery.start_soon(cancel_at_stop, bot, frames)
-        frame = await frames.receive()
+        async with bot.measure("match"):  # the wait in the lobby
+            frame = await frames.receive()
+            started = frame[:1] == bytes([START]) and len(frame) == START_FORMAT.size
+            if not started and frame != bytes([CANCELLED]):
+                raise trio_bots.ProtocolError(
+                    f"expected START or CANCELLED, got {frame[:12].hex()}"
+                )
         nursery.cancel_scope.cancel()
-        started = frame[:1] == bytes([START]) and len(frame) == START_FORMAT.size
-        if not started and frame != bytes([CANCELLED]):
-            raise trio_bots.ProtocolError(f"expected START or CANCELLED, got {frame[:12].hex()}")
     if not started:
         return None
     _, game_id, mark, opponent = START_FORMAT.unpack(frame)

@@ -1,0 +1,113 @@
+"""Bots fetch static files from a real nginx over keep-alive HTTP/1.1 connections.
+
+Run it::
+
+    python examples/http_bots.py                         # starts its own nginx
+    python examples/http_bots.py --host 127.0.0.1:8080   # or an nginx of services.py
+
+It needs ``nginx`` (``apt-get install nginx``) unless ``--host`` is given; the
+body checks expect the files that services.py serves (`services.NGINX_FILES`).
+
+Each bot opens one connection with `trio_bots.protocols.http` and sends GETs
+for the three files until the stop. Each request is measured under
+``GET /path``; the run checks that every body was the file's and that every
+bot kept its single connection open (nginx has ``keepalive_requests`` high).
+It exits with 0 when every request and check passed, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import trio
+from _support import Report, address, arguments, counter, main_with_service, run_swarm
+from services import NGINX_FILES
+
+import trio_bots
+from trio_bots.protocols import http
+
+BOTS = 20
+MAX_REQUESTS = 10_000  # per bot, whatever the duration
+THINK_TIME = (0.0, 0.005)  # seconds between two requests of a bot
+
+# The defaults of `trio-bots run` (its flags win); `size` is the number of bots.
+options = {"size": BOTS, "duration": 3.0, "stop_grace": 5.0}
+
+
+async def worker(bot: trio_bots.Bot) -> None:
+    """One browsing bot; see the module docstring."""
+    address(bot.swarm.host, "http_bots", "an nginx started by examples/services.py")
+    paths = sorted(NGINX_FILES)
+    async with await http.connect(bot, f"http://{bot.swarm.host}") as client:
+        for _ in range(MAX_REQUESTS):
+            if bot.stopping.is_set():
+                break
+            path = bot.random.choice(paths)
+            response = await client.get(path)
+            if response.ok and response.body != NGINX_FILES[path]:
+                bot.count("wrong bodies")
+            with trio.move_on_after(bot.random.uniform(*THINK_TIME)):
+                await bot.stopping.wait()
+        bot.count("connections", client.connections)
+
+
+async def run(
+    *,
+    bots: int = BOTS,
+    duration: float | None = options["duration"],
+    host: str | None = None,
+    seed: str | None = None,
+    handle_sigint: bool = False,
+) -> Report:
+    """Run the HTTP swarm against the nginx at ``host``.
+
+    Example:
+        >>> report = trio.run(lambda: run(bots=4, duration=1, host=HOST))  # doctest: +SKIP
+        >>> report.ok
+        True
+    """
+    if bots < 1:
+        raise trio_bots.ConfigError(f"--bots must be at least 1, got {bots}")
+    swarm_options = {k: v for k, v in options.items() if k != "size"}
+    result, host = await run_swarm(
+        worker,
+        bots,
+        None,  # no embedded server: the command line starts nginx
+        **{**swarm_options, "duration": duration, "host": host, "seed": seed},
+        handle_sigint=handle_sigint,
+    )
+    total = result.stats.total
+    connections = counter(result, "connections")
+    report = Report(
+        f"http_bots: {bots} bots against nginx at {host}",
+        result,
+        [f"GET {path}" for path in sorted(NGINX_FILES)],
+        [
+            ("requests", f"{total.count + total.failure_count} at {total.rps:.0f} per second"),
+            ("keep-alive", f"{connections} connections for {bots} bots"),
+        ],
+    )
+    if total.count == 0:
+        report.problems.append("no request succeeded")
+    if counter(result, "wrong bodies"):
+        report.problems.append(f"{counter(result, 'wrong bodies')} bodies were not the file's")
+    if connections != bots and not result.interrupted:
+        report.problems.append(f"{connections} connections instead of {bots}: keep-alive broke")
+    return report
+
+
+if __name__ == "__main__":
+    args = arguments(__doc__.splitlines()[0], bots=BOTS, duration=options["duration"]).parse_args()
+    sys.exit(
+        main_with_service(
+            "nginx",
+            args.host,
+            lambda host: run(
+                bots=args.bots,
+                duration=args.duration,
+                host=host,
+                seed=args.seed,
+                handle_sigint=True,
+            ),
+        )
+    )
