@@ -26,7 +26,7 @@ from trio_bots._cli_parse import (
     parse_think_time,
     split_spec,
 )
-from trio_bots.cli import Outcome
+from trio_bots._cli_run import Outcome
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 #: Upper bound for one CLI run in these tests; runs last about a second.

@@ -25,42 +25,28 @@ Example:
 from __future__ import annotations
 
 import enum
-import inspect
 import logging
-import socket
 import sys
 import traceback
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, NoReturn
 
-import anyio
 import typer
 from rich.console import Console
 
 from . import __version__
-from ._cli_parse import (
-    load_scenario,
-    parse_duration,
-    parse_host,
-    parse_max_failures,
-    parse_rate,
-    parse_schedule,
-    parse_think_time,
+from ._cli_run import (
+    EXIT_OK,
+    EXIT_USAGE,
+    CliExit,
+    Flags,
+    check_host,
+    check_outputs,
+    execute,
+    plan_run,
+    report,
 )
-from ._errors import ConfigError, SwarmAborted
-from ._live import ViewMode, watch_swarm
-from ._options import preflight_fds, validate_options
-
-#: Exit codes (DESIGN.md); a signal exits 128 + its number (130, 143).
-EXIT_OK = 0
-EXIT_THRESHOLD = 1
-EXIT_USAGE = 2
-EXIT_ABORTED = 3
-
-#: How long the ``--host`` reachability check may take.
-HOST_CHECK_TIMEOUT = 3.0
 
 _LOAD = "Load shape"
 _RUN = "Run length and pacing"
@@ -92,15 +78,6 @@ class BackendName(enum.StrEnum):
     asyncio = "asyncio"
 
 
-class _Exit(Exception):
-    """Stop the command with one line on stderr and an exit code."""
-
-    def __init__(self, code: int, message: str, cause: BaseException | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.cause = cause
-
-
 def _show_version(value: bool) -> None:
     if value:
         print(f"trio-bots {__version__}")
@@ -121,55 +98,6 @@ def _root(
     Exit codes: 0 ok, 1 a threshold failed, 2 usage or config error,
     3 aborted (bot failures, or --host unreachable), 130 SIGINT, 143 SIGTERM.
     """
-
-
-@dataclass
-class Plan:
-    """Everything ``run`` decided before starting: the swarm's call and the reports.
-
-    Example:
-        >>> Plan("demo.py:worker", print, 10, {"duration": 5.0}).size
-        10
-    """
-
-    spec: str
-    worker: Any
-    size: int
-    options: dict[str, Any]
-    thresholds: list[str] = field(default_factory=list)
-    json_path: Path | None = None
-    csv_prefix: Path | None = None
-    html_path: Path | None = None
-    backend: str = "trio"
-    view: ViewMode = "live"
-    quiet: bool = False
-    debug: bool = False
-    planned: float | None = None
-
-
-@dataclass
-class Outcome:
-    """What a run produced: its result, the abort (if any), the threshold results.
-
-    Example:
-        >>> Outcome(result=None).code()
-        0
-    """
-
-    result: Any
-    aborted: SwarmAborted | None = None
-    threshold_results: list[Any] = field(default_factory=list)
-
-    def code(self) -> int:
-        """The exit code: signal (130/143) > aborted (3) > threshold failed (1) > 0."""
-        result = self.result
-        if result is not None and result.interrupted and result.signal is not None:
-            return 128 + int(result.signal)
-        if self.aborted is not None or (result is not None and result.aborted):
-            return EXIT_ABORTED
-        if any(not t.passed for t in self.threshold_results):
-            return EXIT_THRESHOLD
-        return EXIT_OK
 
 
 # -- run
@@ -353,7 +281,7 @@ def run(
     """
     if debug:
         logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
-    flags = _Flags(
+    flags = Flags(
         bots=bots,
         spawn_rate=spawn_rate,
         stages=stages,
@@ -374,8 +302,8 @@ def run(
     )
     console = Console(highlight=False)
     try:
-        plan = _plan(scenario, flags, threshold or [], console)
-        plan.json_path, plan.csv_prefix, plan.html_path = _check_outputs(
+        plan = plan_run(scenario, flags, threshold or [])
+        plan.json_path, plan.csv_prefix, plan.html_path = check_outputs(
             json_file, csv_prefix, html_file
         )
         plan.backend = backend.value
@@ -383,261 +311,15 @@ def run(
         plan.debug = debug
         plan.view = "off" if quiet else "plain" if no_live or not console.is_terminal else "live"
         if host is not None and host_check:
-            _check_host(host)
-        outcome = _execute(plan, console)
-        code = _report(plan, outcome, console)
-    except _Exit as stop:
+            check_host(host)
+        outcome = execute(plan, console)
+        code = report(plan, outcome, console)
+    except CliExit as stop:
         if debug and stop.cause is not None:
             traceback.print_exception(stop.cause, file=sys.stderr)
         print(f"trio-bots: {stop}", file=sys.stderr)
         code = stop.code
     raise typer.Exit(code)
-
-
-@dataclass(frozen=True)
-class _Flags:
-    bots: int | None
-    spawn_rate: float | None
-    stages: str | None
-    rate: str | None
-    max_bots: int | None
-    max_queue: int | None
-    duration: str | None
-    stop_grace: str | None
-    iterations: int | None
-    think_time: str | None
-    pace: str | None
-    max_failures: str | None
-    request_timeout: str | None
-    fanout: str | None
-    sockets_per_bot: int | None
-    host: str | None
-    seed: int | None
-
-
-#: How each textual flag becomes an option value (the others are taken as they are).
-_PARSERS: dict[str, Callable[[str], Any]] = {
-    "stages": lambda text: parse_schedule(text, what="bots"),
-    "rate": parse_rate,
-    "duration": lambda text: parse_duration(text, name="--duration"),
-    "stop_grace": lambda text: parse_duration(text, name="--stop-grace"),
-    "think_time": parse_think_time,
-    "pace": lambda text: parse_duration(text, name="--pace"),
-    "max_failures": parse_max_failures,
-    "request_timeout": lambda text: parse_duration(text, name="--request-timeout"),
-}
-
-
-def _flag_options(flags: _Flags) -> dict[str, Any]:
-    """The swarm options the flags give, leaving out the flags not given."""
-    options: dict[str, Any] = {}
-    for name, value in vars(flags).items():
-        if value is None or name == "bots":
-            continue
-        parse = _PARSERS.get(name)
-        options[name] = parse(value) if parse is not None else value
-    if flags.host is not None:
-        parse_host(flags.host)  # a bad port is a usage error, before anything runs
-    return options
-
-
-def _planned_length(options: Mapping[str, Any]) -> float | None:
-    """The run's length for the progress bar: duration, else the sum of the stages."""
-    if options.get("duration") is not None:
-        return float(options["duration"])
-    for name in ("stages", "rate"):
-        stages = options.get(name)
-        if isinstance(stages, list):
-            return float(sum(seconds for seconds, _ in stages))
-    return None
-
-
-def _plan(spec: str, flags: _Flags, thresholds: list[str], console: Console) -> Plan:
-    """Parse every flag and threshold, import the scenario, validate the options."""
-    try:
-        if thresholds:
-            from ._thresholds import parse_threshold
-
-            for expression in thresholds:
-                parse_threshold(expression)
-        flag_options = _flag_options(flags)
-        scenario = load_scenario(spec)
-        options = dict(scenario.options)
-        size = options.pop("size", None)
-        options.update(flag_options)
-        if flags.bots is not None:
-            size = flags.bots
-        if size is None:
-            if options.get("rate") is not None and options.get("max_bots") is None:
-                raise ConfigError(
-                    "--rate needs bots to serve the arrivals: give --max-bots N (the most "
-                    "alive at once) and/or --bots N (started up front, a warm pool)"
-                )
-            # With stages or an arrival rate the load shape starts the bots.
-            size = 0 if options.get("stages") or options.get("rate") else 1
-        options["handle_sigint"] = True
-        _check_worker(scenario.spec, scenario.worker, options)
-        validated = validate_options(size, options)
-        preflight_fds(size, validated)
-    except ConfigError as exc:
-        raise _Exit(EXIT_USAGE, f"error: {exc}", exc) from None
-    return Plan(
-        spec=scenario.spec,
-        worker=scenario.worker,
-        size=size,
-        options=options,
-        thresholds=list(thresholds),
-        planned=_planned_length(validated),
-    )
-
-
-def _check_worker(spec: str, worker: Any, options: Mapping[str, Any]) -> None:
-    """Catch ``def worker`` (not async) before a whole swarm fails on it."""
-    if options.get("factory") is not None:
-        return  # the seed's factory decides how the worker is called
-    workers = worker.keys() if isinstance(worker, Mapping) else [worker]
-    for fn in workers:
-        if inspect.isfunction(fn) and not inspect.iscoroutinefunction(fn):
-            raise ConfigError(
-                f"scenario {spec}: {fn.__name__} must be an async function: "
-                f"write `async def {fn.__name__}(bot): ...`"
-            )
-
-
-def _check_outputs(
-    json_path: Path | None, csv_prefix: Path | None, html_path: Path | None
-) -> tuple[Path | None, Path | None, Path | None]:
-    """Fail before the run, not after it, when a report cannot be written."""
-    for flag, path in (("--json", json_path), ("--csv", csv_prefix), ("--html", html_path)):
-        if path is not None and not path.parent.is_dir():
-            raise _Exit(
-                EXIT_USAGE,
-                f"error: {flag} {path}: the folder {path.parent} does not exist; create it first",
-            )
-    if html_path is not None:
-        try:
-            import plotly  # noqa: F401
-        except ImportError as exc:
-            raise _Exit(
-                EXIT_USAGE,
-                "error: --html needs plotly: pip install 'trio-bots[html]'",
-                exc,
-            ) from None
-    return json_path, csv_prefix, html_path
-
-
-def _check_host(text: str) -> None:
-    """One TCP connect to --host HOST:PORT, bounded by HOST_CHECK_TIMEOUT; exit 3 on failure."""
-    host, port = parse_host(text)
-    if port is None:
-        return
-    try:
-        with socket.create_connection((host, port), timeout=HOST_CHECK_TIMEOUT):
-            pass
-    except TimeoutError as exc:
-        raise _Exit(
-            EXIT_ABORTED,
-            f"cannot reach {host}:{port}: no answer within {HOST_CHECK_TIMEOUT:g} s "
-            "(is the server running? --no-host-check skips this check)",
-            exc,
-        ) from None
-    except OSError as exc:
-        reason = exc.strerror or str(exc) or type(exc).__name__
-        raise _Exit(
-            EXIT_ABORTED,
-            f"cannot reach {host}:{port}: {reason.lower()} (is the server running? "
-            "--no-host-check skips this check)",
-            exc,
-        ) from None
-
-
-def _execute(plan: Plan, console: Console) -> Outcome:
-    """Run the swarm in its own event loop and return what it produced."""
-    try:
-        return anyio.run(_drive, plan, console, backend=plan.backend)
-    except ConfigError as exc:  # an option the engine refused after all
-        raise _Exit(EXIT_USAGE, f"error: {exc}", exc) from None
-
-
-async def _drive(plan: Plan, console: Console) -> Outcome:
-    from ._swarm import open_swarm
-
-    running: Any = None
-    aborted: SwarmAborted | None = None
-    failed: Exception | None = None
-    async with anyio.create_task_group() as task_group:
-        try:
-            async with open_swarm(plan.worker, plan.size, **plan.options) as running:
-                task_group.start_soon(watch_swarm, running, console, plan.view, plan.planned)
-        except SwarmAborted as exc:
-            aborted = exc
-        except Exception as exc:  # re-raised below, outside the task group
-            failed = exc
-        finally:
-            task_group.cancel_scope.cancel()  # the live view
-    if failed is not None:
-        raise failed
-    result = aborted.result if aborted is not None else running.result
-    return Outcome(result=result, aborted=aborted)
-
-
-def _report(plan: Plan, outcome: Outcome, console: Console) -> int:
-    """Evaluate thresholds, print the console report, write the files; the exit code."""
-    from .report import render_console, write_csv, write_html, write_json
-
-    result = outcome.result
-    outcome.threshold_results = [_check_one(result, expr) for expr in plan.thresholds]
-    run_data = result.to_dict(outcome.threshold_results)
-    if not plan.quiet:
-        render_console(run_data, console)
-    code = outcome.code()
-    writers: list[tuple[Path | None, Callable[[Any, Path], Any]]] = [
-        (plan.json_path, write_json),
-        (plan.csv_prefix, write_csv),
-        (plan.html_path, write_html),
-    ]
-    for path, write in writers:
-        if path is None:
-            continue
-        try:
-            write(run_data, path)
-        except (OSError, ConfigError) as exc:
-            print(f"trio-bots: error: cannot write {path}: {exc}", file=sys.stderr)
-            code = code or EXIT_USAGE
-    if outcome.aborted is not None:
-        print(f"trio-bots: aborted: {outcome.aborted}", file=sys.stderr)
-        where = _where(outcome.aborted.__cause__)
-        if where:
-            print(f"  {where}  (--debug shows the traceback)", file=sys.stderr)
-        if plan.debug and outcome.aborted.__cause__ is not None:
-            traceback.print_exception(outcome.aborted.__cause__, file=sys.stderr)
-    elif result.interrupted and result.signal is not None and not plan.quiet:
-        print("trio-bots: interrupted; the reports cover the run until then", file=sys.stderr)
-    return code
-
-
-def _check_one(result: Any, expression: str) -> Any:
-    """Evaluate one threshold; one that cannot be evaluated (a name never recorded) fails."""
-    from ._thresholds import ThresholdResult, parse_threshold
-
-    try:
-        [checked] = result.check(expression)
-    except ConfigError as exc:
-        # The run happened: report it and fail the threshold rather than lose the reports.
-        print(f"trio-bots: threshold failed: {exc}", file=sys.stderr)
-        return ThresholdResult(
-            expression, False, None, parse_threshold(expression).value, reason=str(exc)
-        )
-    return checked
-
-
-def _where(exc: BaseException | None) -> str:
-    """``at file.py:12 in worker: <source line>`` for the deepest frame of `exc`."""
-    if exc is None or exc.__traceback__ is None:
-        return ""
-    frame = traceback.extract_tb(exc.__traceback__)[-1]
-    line = f": {frame.line.strip()}" if frame.line else ""
-    return f"at {Path(frame.filename).name}:{frame.lineno} in {frame.name}{line}"
 
 
 # -- init
