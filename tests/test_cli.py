@@ -484,3 +484,18 @@ def test_second_signal_cancels_at_once(tmp_path: Path, signum: int, backend: str
     doc = json.loads((tmp_path / "run.json").read_text())
     assert doc["run"]["interrupted"] is True
     assert doc["stats"]["tick"]["count"] > 0
+
+
+def test_ctrl_c_before_the_swarm_starts_exits_130() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trio_bots.cli", "run", "slow_import.py"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=SCENARIOS,
+    )
+    _read_until(proc, "importing")
+    proc.send_signal(signal.SIGINT)
+    out, err = _finish(proc)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in out + err
