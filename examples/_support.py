@@ -17,7 +17,7 @@ import signal
 import sys
 import tempfile
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,20 +115,41 @@ def counter(result: trio_bots.SwarmResult, name: str) -> int:
 
 
 async def run_swarm(
-    worker: Any, bots: int, serve: Serve | None = None, **options: Any
+    worker: Any,
+    defaults: Mapping[str, Any],
+    serve: Serve | None = None,
+    *,
+    bots: int,
+    minimum: int = 1,
+    **overrides: Any,
 ) -> tuple[trio_bots.SwarmResult, str]:
-    """Run a swarm; without a ``host`` option, first start ``serve`` on a free loopback port.
+    """Run an example's swarm; without a ``host``, first start ``serve`` on a free loopback port.
 
-    ``serve(port=0, *, task_status)`` must report its port with
-    ``task_status.started(port)``. Returns the result and the host used.
+    Args:
+        worker: the example's worker.
+        defaults: the example's ``options`` (its ``size`` is ignored: ``bots`` wins).
+        serve: ``serve(port=0, *, task_status)``, which reports its port with
+            ``task_status.started(port)``; None when the example has no embedded server.
+        bots: how many bots to run.
+        minimum: the fewest bots the example makes sense with.
+        **overrides: swarm options that replace the defaults (``duration``, ``host``...).
+
+    Returns:
+        The result and the ``HOST:PORT`` the bots talked to.
+
+    Raises:
+        trio_bots.ConfigError: too few bots, or a ``host`` that is not HOST:PORT.
 
     Example:
         >>> async def worker(bot):
         ...     pass
-        >>> result, host = trio.run(run_swarm, worker, 2, None)
+        >>> result, host = trio.run(lambda: run_swarm(worker, {"size": 5}, bots=2))
         >>> result.bots_finished, host
         (2, '')
     """
+    if bots < minimum:
+        raise trio_bots.ConfigError(f"--bots must be at least {minimum} here, got {bots}")
+    options = {k: v for k, v in defaults.items() if k != "size"} | overrides
     host = options.get("host")
     if host is not None:
         address(host, "")  # a bad address is a usage error, before any bot starts
@@ -146,6 +167,28 @@ async def run_swarm(
     if error is not None:
         raise error
     return result, host
+
+
+async def serve_tcp(
+    handle: Callable[[trio.SocketStream], Awaitable[None]],
+    port: int,
+    host: str,
+    task_status: trio.TaskStatus[int],
+) -> None:
+    """Serve ``handle`` on (host, port) until cancelled, reporting the port to ``task_status``.
+
+    Example:
+        >>> async def handle(stream):
+        ...     await stream.send_all(b"hi\\n")
+        >>> async def main():
+        ...     async with trio.open_nursery() as nursery:
+        ...         port = await nursery.start(serve_tcp, handle, 0, "127.0.0.1")
+        ...         nursery.cancel_scope.cancel()
+        >>> trio.run(main)
+    """
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    task_status.started(listeners[0].socket.getsockname()[1])
+    await trio.serve_listeners(handle, listeners)
 
 
 @dataclass
@@ -267,6 +310,40 @@ def main(run: Callable[[], Awaitable[Report]]) -> int:
         return 3
     print(report, flush=True)
     return report.exit_code
+
+
+def cli(
+    run: Callable[..., Awaitable[Report]],
+    options: Mapping[str, Any],
+    doc: str | None,
+    *,
+    service: str | None = None,
+    argv: list[str] | None = None,
+) -> int:
+    """An example's command line: parse the common flags, run, print, return the exit code.
+
+    Args:
+        run: the example's ``run(*, bots, duration, host, seed, handle_sigint)``.
+        options: the example's ``options``, for the defaults of --bots and --duration.
+        doc: the example's docstring; its first line describes it in --help.
+        service: a service of services.py to start when no --host is given.
+        argv: the arguments, ``sys.argv[1:]`` by default.
+
+    Example:
+        >>> sys.exit(cli(run, options, __doc__))  # doctest: +SKIP
+    """
+    description = (doc or "").strip().splitlines()[0] if doc else None
+    parser = arguments(description or "", bots=options["size"], duration=options["duration"])
+    args = parser.parse_args(argv)
+
+    def go(host: str | None) -> Awaitable[Report]:
+        return run(
+            bots=args.bots, duration=args.duration, host=host, seed=args.seed, handle_sigint=True
+        )
+
+    if service is not None:
+        return main_with_service(service, args.host, go)
+    return main(lambda: go(args.host))
 
 
 def main_with_service(

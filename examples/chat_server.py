@@ -42,7 +42,7 @@ import itertools
 import sys
 
 import trio
-from _support import server_main
+from _support import serve_tcp, server_main
 
 from trio_bots import ProtocolError
 from trio_bots.protocols import framing
@@ -199,10 +199,7 @@ async def serve(
         ...         nursery.cancel_scope.cancel()
         >>> trio.run(main)
     """
-    state = server if server is not None else ChatServer()
-    listeners = await trio.open_tcp_listeners(port, host=host)
-    task_status.started(listeners[0].socket.getsockname()[1])
-    await trio.serve_listeners(state.handle, listeners)
+    await serve_tcp((server or ChatServer()).handle, port, host, task_status)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,7 +30,7 @@ import math
 import sys
 
 import trio
-from _support import Heard, Report, address, arguments, check_heard, counter, main, run_swarm
+from _support import Heard, Report, address, check_heard, cli, counter, run_swarm
 from chat_server import serve
 
 import trio_bots
@@ -145,14 +145,14 @@ async def run(
         >>> report.ok
         True
     """
-    if bots < 1:
-        raise trio_bots.ConfigError(f"--bots must be at least 1, got {bots}")
-    swarm_options = {k: v for k, v in options.items() if k != "size"}
     result, host = await run_swarm(
         worker,
-        bots,
+        options,
         serve,
-        **{**swarm_options, "duration": duration, "host": host, "seed": seed},
+        bots=bots,
+        duration=duration,
+        host=host,
+        seed=seed,
         handle_sigint=handle_sigint,
     )
     rooms = math.ceil(bots / ROOM_SIZE)
@@ -177,15 +177,4 @@ async def run(
 
 
 if __name__ == "__main__":
-    args = arguments(__doc__.splitlines()[0], bots=BOTS, duration=options["duration"]).parse_args()
-    sys.exit(
-        main(
-            lambda: run(
-                bots=args.bots,
-                duration=args.duration,
-                host=args.host,
-                seed=args.seed,
-                handle_sigint=True,
-            )
-        )
-    )
+    sys.exit(cli(run, options, __doc__))

@@ -28,7 +28,7 @@ from __future__ import annotations
 import sys
 
 import trio
-from _support import Report, address, arguments, counter, main, run_swarm
+from _support import Report, address, cli, counter, run_swarm
 from game_server import (
     CANCEL,
     CANCELLED,
@@ -160,14 +160,15 @@ async def run(
         >>> report.ok
         True
     """
-    if bots < 2:
-        raise trio_bots.ConfigError(f"--bots must be at least 2 (two players a game), got {bots}")
-    swarm_options = {k: v for k, v in options.items() if k != "size"}
     result, host = await run_swarm(
         worker,
-        bots,
+        options,
         serve,
-        **{**swarm_options, "duration": duration, "host": host, "seed": seed},
+        bots=bots,
+        minimum=2,
+        duration=duration,
+        host=host,
+        seed=seed,
         handle_sigint=handle_sigint,
     )
     players = bots - bots % 2
@@ -193,15 +194,4 @@ async def run(
 
 
 if __name__ == "__main__":
-    args = arguments(__doc__.splitlines()[0], bots=BOTS, duration=options["duration"]).parse_args()
-    sys.exit(
-        main(
-            lambda: run(
-                bots=args.bots,
-                duration=args.duration,
-                host=args.host,
-                seed=args.seed,
-                handle_sigint=True,
-            )
-        )
-    )
+    sys.exit(cli(run, options, __doc__))

@@ -20,7 +20,7 @@ from __future__ import annotations
 import sys
 
 import trio
-from _support import Report, address, arguments, counter, main_with_service, run_swarm
+from _support import Report, address, cli, counter, run_swarm
 from services import NGINX_FILES
 
 import trio_bots
@@ -66,14 +66,14 @@ async def run(
         >>> report.ok
         True
     """
-    if bots < 1:
-        raise trio_bots.ConfigError(f"--bots must be at least 1, got {bots}")
-    swarm_options = {k: v for k, v in options.items() if k != "size"}
     result, host = await run_swarm(
         worker,
-        bots,
-        None,  # no embedded server: the command line starts nginx
-        **{**swarm_options, "duration": duration, "host": host, "seed": seed},
+        options,
+        None,  # the command line starts the server
+        bots=bots,
+        duration=duration,
+        host=host,
+        seed=seed,
         handle_sigint=handle_sigint,
     )
     total = result.stats.total
@@ -97,17 +97,4 @@ async def run(
 
 
 if __name__ == "__main__":
-    args = arguments(__doc__.splitlines()[0], bots=BOTS, duration=options["duration"]).parse_args()
-    sys.exit(
-        main_with_service(
-            "nginx",
-            args.host,
-            lambda host: run(
-                bots=args.bots,
-                duration=args.duration,
-                host=host,
-                seed=args.seed,
-                handle_sigint=True,
-            ),
-        )
-    )
+    sys.exit(cli(run, options, __doc__, service="nginx"))

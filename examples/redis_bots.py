@@ -32,10 +32,9 @@ from _support import (
     Heard,
     Report,
     address,
-    arguments,
     check_heard,
+    cli,
     counter,
-    main_with_service,
     run_swarm,
 )
 
@@ -129,16 +128,15 @@ async def run(
         >>> report.ok
         True
     """
-    if bots < 2:
-        raise trio_bots.ConfigError(
-            f"--bots must be at least 2 (a subscriber and a publisher), got {bots}"
-        )
-    swarm_options = {k: v for k, v in options.items() if k != "size"}
     result, host = await run_swarm(
         worker,
-        bots,
-        None,  # no embedded server: the command line starts a redis-server
-        **{**swarm_options, "duration": duration, "host": host, "seed": seed},
+        options,
+        None,  # the command line starts the server
+        bots=bots,
+        minimum=2,
+        duration=duration,
+        host=host,
+        seed=seed,
         handle_sigint=handle_sigint,
     )
     subs = subscribers(bots)
@@ -167,17 +165,4 @@ async def run(
 
 
 if __name__ == "__main__":
-    args = arguments(__doc__.splitlines()[0], bots=BOTS, duration=options["duration"]).parse_args()
-    sys.exit(
-        main_with_service(
-            "redis",
-            args.host,
-            lambda host: run(
-                bots=args.bots,
-                duration=args.duration,
-                host=host,
-                seed=args.seed,
-                handle_sigint=True,
-            ),
-        )
-    )
+    sys.exit(cli(run, options, __doc__, service="redis"))

@@ -27,7 +27,7 @@ import trio.testing
 from _services import EXAMPLES, service_address
 
 import trio_bots
-from trio_bots.protocols import framing
+from trio_bots.protocols import framing, websocket
 
 # isort: off
 # The examples, imported as `python examples/X.py` imports its neighbours:
@@ -39,7 +39,8 @@ import game_server
 import http_bots
 import redis_bots
 import services
-from _support import counter
+import websocket_bots
+from _support import counter, serve_tcp
 from game_server import CANCEL, CANCELLED, ERROR, FIND_FORMAT, MOVE, MOVED, OVER, START
 from game_server import START_FORMAT
 
@@ -301,13 +302,8 @@ async def test_a_truncated_frame_fails_the_request_clearly_and_no_bot_hangs() ->
         await stream.send_all(b"\x00\x0a\x81\x00")  # 10 bytes announced, 2 sent
         await stream.aclose()
 
-    async def serve(*, task_status: trio.TaskStatus[int]) -> None:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        task_status.started(listeners[0].socket.getsockname()[1])
-        await trio.serve_listeners(truncating, listeners)
-
     with trio.fail_after(20):
-        async with serving(serve) as host:
+        async with serving(serve_tcp, handle=truncating, port=0, host="127.0.0.1") as host:
             result = await trio_bots.swarm(
                 game_bots.worker, 2, host=host, duration=10, max_failures=None
             )
@@ -368,9 +364,6 @@ async def test_http_bots_get_every_file_over_one_connection_each(nginx_address: 
 
 @pytest.mark.trio
 async def test_websocket_bots_get_every_echo() -> None:
-    pytest.importorskip("trio_bots.protocols.websocket", reason="protocols.websocket not yet")
-    import websocket_bots
-
     with trio.fail_after(30):
         report = await websocket_bots.run(bots=4, duration=1)
     assert report.ok, str(report)
@@ -379,26 +372,18 @@ async def test_websocket_bots_get_every_echo() -> None:
 
 @pytest.mark.trio
 async def test_a_bad_websocket_handshake_fails_clearly_and_no_bot_hangs() -> None:
-    websocket = pytest.importorskip("trio_bots.protocols.websocket", reason="not yet")
-
     async def not_websocket(stream: trio.SocketStream) -> None:
         await stream.receive_some()
         await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nno")
         await trio.sleep_forever()  # a server that never closes must not hang the bot
 
-    async def serve(*, task_status: trio.TaskStatus[int]) -> None:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        task_status.started(listeners[0].socket.getsockname()[1])
-        await trio.serve_listeners(not_websocket, listeners)
-
     async def worker(bot: trio_bots.Bot) -> None:
-        async with bot.measure("connect"):
-            await websocket.connect(bot, f"ws://{bot.swarm.host}/echo")
+        await websocket.connect(bot, f"ws://{bot.swarm.host}/echo")
 
     with trio.fail_after(20):
-        async with serving(serve) as host:
+        async with serving(serve_tcp, handle=not_websocket, port=0, host="127.0.0.1") as host:
             result = await trio_bots.swarm(worker, 2, host=host, duration=10, max_failures=None)
-    assert result.stats["connect"].failure_count == 2
+    assert result.stats["WS connect /echo"].failure_count == 2
     assert all(isinstance(f.exception, trio_bots.TrioBotsError) for f in result.bot_failures)
     assert "200" in str(result.bot_failures[0].exception)
 
