@@ -28,9 +28,9 @@ or embed it in a trio program, on a free loopback port:
     >>> async def main():
     ...     async with trio.open_nursery() as nursery:
     ...         port = await nursery.start(serve)
-    ...         stream = await trio.open_tcp_stream("127.0.0.1", port)
-    ...         await stream.send_all(b"JOIN lobby\\n")
-    ...         print((await stream.receive_some()).decode().strip())
+    ...         async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+    ...             await stream.send_all(b"JOIN lobby\\n")
+    ...             print((await stream.receive_some()).decode().strip())
     ...         nursery.cancel_scope.cancel()
     >>> trio.run(main)
     JOINED lobby 1

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import sys
+from typing import Any
 
 import trio
 from _support import Heard, Report, address, check_heard, cli, counter, run_swarm
@@ -36,14 +37,21 @@ from chat_server import serve
 import trio_bots
 from trio_bots.protocols import framing
 
+DURATION = 3.0  # seconds
 BOTS = 50
 ROOM_SIZE = 5
-MAX_MESSAGES = 100  # per bot, whatever the duration
-THINK_TIME = (0.05, 0.25)  # seconds between two messages of a bot
 CHECK_WAIT = 5.0  # seconds a bot waits for a roommate's last message
 
 # The defaults of `trio-bots run` (its flags win); `size` is the number of bots.
-options = {"size": BOTS, "duration": 3.0, "stop_grace": 10.0}
+# Each bot says one thing per iteration, at most `iterations` things, with a
+# random think time between two of them.
+options: dict[str, Any] = {
+    "size": BOTS,
+    "duration": DURATION,
+    "stop_grace": 10.0,
+    "iterations": 100,
+    "think_time": (0.05, 0.25),
+}
 
 WORDS = "hello trio bots chat rooms nursery cancel scope channel barrier".split()
 
@@ -77,7 +85,7 @@ async def worker(bot: trio_bots.Bot) -> None:
     await bot.barrier("joined", group=room)
 
     heard = Heard()
-    echo_send, echo_receive = trio.open_memory_channel[str](MAX_MESSAGES)
+    echo_send, echo_receive = trio.open_memory_channel[str](1)  # one SAY at a time
     async with trio.open_nursery() as nursery:
         nursery.start_soon(listen, bot, lines, me, heard, echo_send)
         said = await chat(bot, lines, me, echo_receive)
@@ -105,7 +113,10 @@ async def listen(
                 raise trio_bots.ProtocolError(f"expected 'MSG room sender text', got {line[:60]!r}")
             _room, sender, text = rest.split(" ", 2)
             if sender == me:
-                echoes.send_nowait(text)
+                try:
+                    echoes.send_nowait(text)
+                except trio.WouldBlock:
+                    raise trio_bots.ProtocolError(f"unexpected echo of {text[:40]!r}") from None
             else:
                 heard.add(sender, text)
                 bot.count("messages received")
@@ -114,9 +125,9 @@ async def listen(
 async def chat(
     bot: trio_bots.Bot, lines: framing.Lines, me: str, echoes: trio.MemoryReceiveChannel[str]
 ) -> list[str]:
-    """Say things until the stop (at most MAX_MESSAGES); return what was said."""
+    """Say one thing per iteration until the stop; return what was said."""
     said: list[str] = []
-    while len(said) < MAX_MESSAGES and not bot.stopping.is_set():
+    async for _ in bot.iterations():
         text = f"#{len(said)} from {me}: {' '.join(bot.random.choices(WORDS, k=3))}"
         async with bot.measure("say") as m:
             await lines.send(f"SAY {text}".encode())
@@ -125,15 +136,13 @@ async def chat(
                 m.fail("the server changed a message")
         said.append(text)
         bot.count("messages sent")
-        with trio.move_on_after(bot.random.uniform(*THINK_TIME)):
-            await bot.stopping.wait()
     return said
 
 
 async def run(
     *,
     bots: int = BOTS,
-    duration: float | None = options["duration"],
+    duration: float | None = DURATION,
     host: str | None = None,
     seed: str | None = None,
     handle_sigint: bool = False,

@@ -26,6 +26,7 @@ It exits with 0 when every request and check passed, 1 otherwise.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import trio
 from _support import Report, address, cli, counter, run_swarm
@@ -48,12 +49,13 @@ from game_server import (
 import trio_bots
 from trio_bots.protocols import framing
 
+DURATION = 5.0  # seconds
 BOTS = 20
 ROUNDS = 10
 THINK_TIME = (0.01, 0.05)  # seconds before each move
 
 # The defaults of `trio-bots run` (its flags win); `size` is the number of bots.
-options = {"size": BOTS, "duration": 5.0, "stop_grace": 5.0}
+options: dict[str, Any] = {"size": BOTS, "duration": DURATION, "stop_grace": 5.0}
 
 
 async def worker(bot: trio_bots.Bot) -> None:
@@ -148,7 +150,7 @@ async def play(
 async def run(
     *,
     bots: int = BOTS,
-    duration: float | None = options["duration"],
+    duration: float | None = DURATION,
     host: str | None = None,
     seed: str | None = None,
     handle_sigint: bool = False,

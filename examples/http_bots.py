@@ -18,20 +18,26 @@ It exits with 0 when every request and check passed, 1 otherwise.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
-import trio
 from _support import Report, address, cli, counter, run_swarm
 from services import NGINX_FILES
 
 import trio_bots
 from trio_bots.protocols import http
 
+DURATION = 3.0  # seconds
 BOTS = 20
-MAX_REQUESTS = 10_000  # per bot, whatever the duration
-THINK_TIME = (0.0, 0.005)  # seconds between two requests of a bot
 
 # The defaults of `trio-bots run` (its flags win); `size` is the number of bots.
-options = {"size": BOTS, "duration": 3.0, "stop_grace": 5.0}
+# One request per iteration.
+options: dict[str, Any] = {
+    "size": BOTS,
+    "duration": DURATION,
+    "stop_grace": 5.0,
+    "iterations": 10_000,
+    "think_time": (0.0, 0.005),
+}
 
 
 async def worker(bot: trio_bots.Bot) -> None:
@@ -39,22 +45,18 @@ async def worker(bot: trio_bots.Bot) -> None:
     address(bot.swarm.host, "http_bots", "an nginx started by examples/services.py")
     paths = sorted(NGINX_FILES)
     async with await http.connect(bot, f"http://{bot.swarm.host}") as client:
-        for _ in range(MAX_REQUESTS):
-            if bot.stopping.is_set():
-                break
+        async for _ in bot.iterations():
             path = bot.random.choice(paths)
             response = await client.get(path)
             if response.ok and response.body != NGINX_FILES[path]:
                 bot.count("wrong bodies")
-            with trio.move_on_after(bot.random.uniform(*THINK_TIME)):
-                await bot.stopping.wait()
         bot.count("connections", client.connections)
 
 
 async def run(
     *,
     bots: int = BOTS,
-    duration: float | None = options["duration"],
+    duration: float | None = DURATION,
     host: str | None = None,
     seed: str | None = None,
     handle_sigint: bool = False,
@@ -62,9 +64,9 @@ async def run(
     """Run the HTTP swarm against the nginx at ``host``.
 
     Example:
-        >>> report = trio.run(lambda: run(bots=4, duration=1, host=HOST))  # doctest: +SKIP
-        >>> report.ok
-        True
+        >>> async def main():  # doctest: +SKIP
+        ...     report = await run(bots=4, duration=1, host="127.0.0.1:8080")
+        ...     print(report.ok)
     """
     result, host = await run_swarm(
         worker,

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import trio
 from _support import (
@@ -41,14 +42,20 @@ from _support import (
 import trio_bots
 from trio_bots.protocols import resp
 
+DURATION = 3.0  # seconds
 BOTS = 20
-MAX_ROUNDS = 10_000  # per publisher, whatever the duration
 PUBLISH_EVERY = 5  # rounds
-THINK_TIME = (0.0, 0.01)  # seconds between two rounds
 CHECK_WAIT = 5.0
 
 # The defaults of `trio-bots run` (its flags win); `size` is the number of bots.
-options = {"size": BOTS, "duration": 3.0, "stop_grace": 10.0}
+# A publisher runs one round per iteration.
+options: dict[str, Any] = {
+    "size": BOTS,
+    "duration": DURATION,
+    "stop_grace": 10.0,
+    "iterations": 10_000,
+    "think_time": (0.0, 0.01),
+}
 
 
 def subscribers(size: int) -> int:
@@ -94,9 +101,8 @@ async def publisher(bot: trio_bots.Bot, redis: resp.Client, prefix: str) -> None
     await bot.step()  # every subscriber is subscribed
     expected_receivers = subscribers(bot.swarm.size)
     published: list[bytes] = []
-    for round_ in range(MAX_ROUNDS):
-        if bot.stopping.is_set():
-            break
+    async for it in bot.iterations():
+        round_ = it.index
         key, value = f"{prefix}:{bot.id}:{round_ % 100}", f"{bot.id}-{bot.random.random()}"
         await redis.execute("SET", key, value, "EX", 60)
         if await redis.execute("GET", key) != value.encode():
@@ -107,8 +113,6 @@ async def publisher(bot: trio_bots.Bot, redis: resp.Client, prefix: str) -> None
             published.append(data)
             if receivers != expected_receivers:
                 bot.count("short publishes")
-        with trio.move_on_after(bot.random.uniform(*THINK_TIME)):
-            await bot.stopping.wait()
     await bot.send(trio_bots.send_group("subscribers"), published)
     bot.count("messages published", len(published))
 
@@ -116,7 +120,7 @@ async def publisher(bot: trio_bots.Bot, redis: resp.Client, prefix: str) -> None
 async def run(
     *,
     bots: int = BOTS,
-    duration: float | None = options["duration"],
+    duration: float | None = DURATION,
     host: str | None = None,
     seed: str | None = None,
     handle_sigint: bool = False,
@@ -124,9 +128,9 @@ async def run(
     """Run the Redis swarm against ``host``, or against a redis-server of its own.
 
     Example:
-        >>> report = trio.run(lambda: run(bots=4, duration=1))  # doctest: +SKIP
-        >>> report.ok
-        True
+        >>> async def main():  # doctest: +SKIP
+        ...     report = await run(bots=4, duration=1, host="127.0.0.1:6379")
+        ...     print(report.ok)
     """
     result, host = await run_swarm(
         worker,

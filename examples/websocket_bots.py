@@ -18,6 +18,7 @@ It exits with 0 when every request and check passed, 1 otherwise.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import trio
 import trio_websocket
@@ -26,13 +27,19 @@ from _support import Report, address, cli, counter, run_swarm, server_main
 import trio_bots
 from trio_bots.protocols import websocket
 
+DURATION = 3.0  # seconds
 BOTS = 20
-MAX_MESSAGES = 10_000  # per bot, whatever the duration
 MAX_SIZE = 4096  # bytes or characters in a message
-THINK_TIME = (0.0, 0.01)  # seconds between two messages of a bot
 
 # The defaults of `trio-bots run` (its flags win); `size` is the number of bots.
-options = {"size": BOTS, "duration": 3.0, "stop_grace": 5.0}
+# One message per iteration.
+options: dict[str, Any] = {
+    "size": BOTS,
+    "duration": DURATION,
+    "stop_grace": 5.0,
+    "iterations": 10_000,
+    "think_time": (0.0, 0.01),
+}
 
 
 async def echo(request: trio_websocket.WebSocketRequest) -> None:
@@ -76,9 +83,8 @@ async def worker(bot: trio_bots.Bot) -> None:
     """One bot; see the module docstring."""
     address(bot.swarm.host, "websocket_bots", "python examples/websocket_bots.py --serve 8765")
     async with await websocket.connect(bot, f"ws://{bot.swarm.host}/echo") as ws:
-        for i in range(MAX_MESSAGES):
-            if bot.stopping.is_set():
-                break
+        async for it in bot.iterations():
+            i = it.index
             size = bot.random.randrange(1, MAX_SIZE)
             message: str | bytes = (
                 bot.random.randbytes(size) if i % 2 else f"{bot.id}:{i}:".ljust(size, "é")
@@ -90,14 +96,12 @@ async def worker(bot: trio_bots.Bot) -> None:
                     m.fail("the echo differs from the message")
                     bot.count("wrong echoes")
             bot.count("messages")
-            with trio.move_on_after(bot.random.uniform(*THINK_TIME)):
-                await bot.stopping.wait()
 
 
 async def run(
     *,
     bots: int = BOTS,
-    duration: float | None = options["duration"],
+    duration: float | None = DURATION,
     host: str | None = None,
     seed: str | None = None,
     handle_sigint: bool = False,

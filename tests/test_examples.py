@@ -7,6 +7,7 @@ need the real binaries: they use the services .ci/run started
 
 from __future__ import annotations
 
+import doctest
 import os
 import re
 import signal
@@ -40,6 +41,7 @@ import http_bots
 import redis_bots
 import services
 import websocket_bots
+import _support
 from _support import counter, serve_tcp
 from game_server import CANCEL, CANCELLED, ERROR, FIND_FORMAT, MOVE, MOVED, OVER, START
 from game_server import START_FORMAT
@@ -416,3 +418,16 @@ def test_services_script_starts_and_stops_both(tmp_path: Path) -> None:
     for port in ports:
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+
+# -- the examples' docstrings ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "module",
+    [_support, chat_server, chat_swarm, game_server, game_bots, websocket_bots, services],
+    ids=lambda module: module.__name__,
+)
+def test_docstring_examples_run(module: Any) -> None:
+    failed, tried = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert tried > 0 and failed == 0
