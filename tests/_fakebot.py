@@ -101,13 +101,23 @@ class FakeBot:
                     stream = await trio.open_tcp_stream(host, port)
                     if tls:
                         assert ctx is not None, "give FakeBot an ssl_context for TLS"
+                        tcp = stream
                         stream = trio.SSLStream(
-                            stream, ctx, server_hostname=server_hostname, https_compatible=True
+                            tcp, ctx, server_hostname=server_hostname, https_compatible=True
                         )
-                        await stream.do_handshake()
+                        try:
+                            await stream.do_handshake()
+                        except BaseException:
+                            await trio.aclose_forcefully(tcp)
+                            raise
                 else:
                     raw = await anyio.connect_tcp(
-                        host, port, tls=tls, ssl_context=ctx, tls_hostname=server_hostname
+                        host,
+                        port,
+                        tls=tls,
+                        ssl_context=ctx,
+                        tls_hostname=server_hostname,
+                        tls_standard_compatible=False,
                     )
                     stream = AnyioStream(raw)
             except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:

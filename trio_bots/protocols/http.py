@@ -635,9 +635,7 @@ class Client:
             ...     client = await http.connect(bot, "http://127.0.0.1:8080")
             ...     await client.aclose()
         """
-        stream, self._stream, self._reader = self._stream, None, None
-        if stream is not None:
-            await stream.aclose()
+        await self._discard()  # no graceful TLS close: HTTP does not need it
 
     async def __aenter__(self) -> Self:
         return self
