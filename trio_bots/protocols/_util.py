@@ -6,9 +6,13 @@ from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import anyio
+import trio
 
 from .._errors import ConfigError
 from ._types import ByteStream
+
+# What a stream raises when the peer reset or vanished: trio's, anyio's or the OS's.
+BROKEN = (trio.BrokenResourceError, anyio.BrokenResourceError, ConnectionError)
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _TLS_SCHEMES = frozenset({"https", "wss"})

@@ -31,7 +31,6 @@ from types import TracebackType
 from typing import Self
 
 import anyio
-import trio
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import (
@@ -50,14 +49,13 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from .._errors import ConfigError, ProtocolError
 from ._types import BotLike, ByteStream
-from ._util import aclose_forcefully, split_url
+from ._util import BROKEN, aclose_forcefully, split_url
 
 __all__ = ["CLOSE_TIMEOUT", "ConnectionClosed", "WebSocket", "connect"]
 
 CLOSE_TIMEOUT = 5.0
 """Seconds `WebSocket.aclose` waits for the peer's close frame before dropping the connection."""
 
-_BROKEN = (trio.BrokenResourceError, anyio.BrokenResourceError, ConnectionError)
 _NORMAL = frozenset({1000, 1001, 1005})
 
 
@@ -271,7 +269,7 @@ class WebSocket:
             return
         try:
             data: bytes | bytearray | None = await self._stream.receive_some()
-        except _BROKEN:
+        except BROKEN:
             data = b""
         try:
             self._conn.receive_data(bytes(data) if data else None)
@@ -361,7 +359,7 @@ class WebSocket:
                 raise self._closed_error()
             try:
                 await self._stream.send_all(data)
-            except _BROKEN:
+            except BROKEN:
                 self._lost("connection lost while sending")
                 await self._close_stream()
                 raise self._closed_error() from None
