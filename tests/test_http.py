@@ -232,6 +232,7 @@ def answer(*pieces: bytes, then_close: bool = True) -> Script:
         ((b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",), "truncated"),
         ((b"HTTP/1.1 200 OK\r\nContent-Len",), "truncated"),
         ((b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",), "malformed"),
+        ((b"HTTP/1.1 200 OK\r\n" + b"X-Filler: 0123456789\r\n" * 60000,), "limit"),
     ],
 )
 @pytest.mark.anyio

@@ -50,6 +50,7 @@ __all__ = ["Client", "Headers", "Response", "connect"]
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 _USER_AGENT = "trio-bots/0.1"
 _CACHE_SIZE = 512  # distinct (method, path) heads kept pre-built
+_MAX_HEAD = 1 << 20  # bytes of status line and headers before we give up
 _SAFE_PATH = "/?&=%:@!$'()*+,;~#[]"
 
 HeadersArg = Mapping[str, str] | Iterable[tuple[str, str]] | None
@@ -457,6 +458,11 @@ class Client:
                 )
             received += len(data)
             self._received += len(data)
+            if received > _MAX_HEAD and not reader.headers_done:
+                raise ProtocolError(
+                    f"the response to {method} {path} sent {received} bytes without ending "
+                    f"its headers (the limit is {_MAX_HEAD}); the server broke HTTP/1.1"
+                )
             try:
                 parser.feed_data(data)
             except httptools.HttpParserUpgrade:
