@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from types import TracebackType
+from typing import NamedTuple, Self
 from urllib.parse import urlsplit
 
 import anyio
@@ -56,3 +57,23 @@ async def aclose_forcefully(stream: ByteStream) -> None:
     with anyio.CancelScope() as scope:
         scope.cancel()
         await stream.aclose()
+
+
+class AsyncResource:
+    """``async with`` support for a class with ``aclose()``: leaving the block closes it."""
+
+    __slots__ = ()
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

@@ -27,18 +27,18 @@ Example:
 from __future__ import annotations
 
 import struct
-from types import TracebackType
 from typing import Self
 
 import anyio
 
 from .._errors import ConfigError, ProtocolError
 from ._types import ByteStream
+from ._util import AsyncResource
 
 __all__ = ["Buffered", "LengthPrefixed", "Lines"]
 
 
-class Buffered:
+class Buffered(AsyncResource):
     """A stream with a receive buffer: read up to a delimiter or an exact count.
 
     Bytes received past the end of a frame stay in the buffer for the next
@@ -247,23 +247,12 @@ class Buffered:
         self._scan = 0
         await self.stream.aclose()
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
 
 def _buffered(stream: ByteStream | Buffered) -> Buffered:
     return stream if isinstance(stream, Buffered) else Buffered(stream)
 
 
-class _FrameIterator:
+class _FrameIterator(AsyncResource):
     """Shared ``async for`` and ``async with`` support: iteration ends at a clean EOF."""
 
     __slots__ = ("buffered",)
@@ -285,17 +274,6 @@ class _FrameIterator:
     async def aclose(self) -> None:
         """Close the underlying stream."""
         await self.buffered.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 class LengthPrefixed(_FrameIterator):

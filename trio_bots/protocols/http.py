@@ -33,8 +33,7 @@ from __future__ import annotations
 import json as _json
 import ssl
 from collections.abc import Container, Iterable, Mapping
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import quote
 
 import httptools
@@ -43,7 +42,7 @@ import trio
 from .._errors import ConfigError, ProtocolError
 from ._response import Headers, Response
 from ._types import BotLike, ByteStream
-from ._util import BROKEN, Target, aclose_forcefully, split_url
+from ._util import BROKEN, AsyncResource, Target, aclose_forcefully, split_url
 
 __all__ = ["Client", "Headers", "Response", "connect"]
 
@@ -141,7 +140,7 @@ class _Reader:
         return True
 
 
-class Client:
+class Client(AsyncResource):
     """An HTTP/1.1 client bound to one origin and one bot; get one from `connect`.
 
     It is an async context manager; leaving it closes the connection.
@@ -518,17 +517,6 @@ class Client:
             ...     await client.aclose()
         """
         await self._discard()  # no graceful TLS close: HTTP does not need it
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         state = "connected" if self._stream is not None else "idle"

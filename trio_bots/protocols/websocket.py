@@ -27,7 +27,6 @@ from __future__ import annotations
 import ssl
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from types import TracebackType
 from typing import Self
 
 import anyio
@@ -49,7 +48,7 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from .._errors import ConfigError, ProtocolError
 from ._types import BotLike, ByteStream
-from ._util import BROKEN, aclose_forcefully, split_url
+from ._util import BROKEN, AsyncResource, aclose_forcefully, split_url
 
 __all__ = ["CLOSE_TIMEOUT", "ConnectionClosed", "WebSocket", "connect"]
 
@@ -78,7 +77,7 @@ class ConnectionClosed(ProtocolError):
         self.reason = reason
 
 
-class WebSocket:
+class WebSocket(AsyncResource):
     """An open WebSocket connection; get one from `connect`.
 
     Attributes:
@@ -221,17 +220,6 @@ class WebSocket:
             if exc.code in _NORMAL:
                 raise StopAsyncIteration from None
             raise
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         state = "open" if self.closed is None else f"closed {self.closed.code}"
