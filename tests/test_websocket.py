@@ -317,3 +317,23 @@ async def test_handshake_errors() -> None:
                     await websocket.connect(bot, f"ws://127.0.0.1:{port}/")
                 assert bot.records[0].failed
                 tg.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_concurrent_senders_share_the_connection() -> None:
+    # trio raises BusyResourceError on concurrent send_all: the client must serialise.
+    with trio.fail_after(10):
+        async with serve_ws(echo) as url, open_fake_bot() as bot:
+            ws = await websocket.connect(bot, url)
+
+            async def sender(tag: str) -> None:
+                for i in range(50):
+                    await ws.send(f"{tag}{i}" * 300)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(sender, "a")
+                nursery.start_soon(sender, "b")
+                nursery.start_soon(ws.ping)
+            got = [await ws.receive() for _ in range(100)]
+            assert sorted(got) == sorted(f"{t}{i}" * 300 for t in "ab" for i in range(50))
+            await ws.aclose()
