@@ -40,7 +40,7 @@ def address(host: str | None, example: str, hint: str = "") -> tuple[str, int]:
     """
     if not host:
         raise trio_bots.ConfigError(
-            f"{example} needs a server address: pass --host HOST:PORT{hint and f' ({hint})'}"
+            f"{example} needs a server address: pass --host HOST:PORT{hint and f'; {hint}'}"
         )
     name, colon, port = host.rpartition(":")
     if not colon or not name or not port.isdigit():

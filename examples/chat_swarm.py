@@ -69,7 +69,9 @@ def roommates(bot: trio_bots.Bot) -> list[int]:
 
 async def worker(bot: trio_bots.Bot) -> None:
     """One chatting bot; see the module docstring."""
-    host, port = address(bot.swarm.host, "chat_swarm", "python examples/chat_server.py")
+    host, port = address(
+        bot.swarm.host, "chat_swarm", "start one: python examples/chat_server.py --port 7777"
+    )
     room, me = room_of(bot.id), f"bot{bot.id}"
     # Join the group before the first await: a roommate cannot pass the
     # barrier below without this bot, however the bots are scheduled.

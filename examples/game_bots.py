@@ -60,7 +60,9 @@ options: dict[str, Any] = {"size": BOTS, "duration": DURATION, "stop_grace": 5.0
 
 async def worker(bot: trio_bots.Bot) -> None:
     """One player; see the module docstring."""
-    host, port = address(bot.swarm.host, "game_bots", "python examples/game_server.py")
+    host, port = address(
+        bot.swarm.host, "game_bots", "start one: python examples/game_server.py --port 7778"
+    )
     if bot.swarm.size % 2 and bot.id == bot.swarm.size - 1:
         return  # the odd one out; the step barrier does not wait for ended bots
     stream = await bot.connect_tcp(host, port)

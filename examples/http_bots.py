@@ -42,7 +42,7 @@ options: dict[str, Any] = {
 
 async def worker(bot: trio_bots.Bot) -> None:
     """One browsing bot; see the module docstring."""
-    address(bot.swarm.host, "http_bots", "an nginx started by examples/services.py")
+    address(bot.swarm.host, "http_bots", "start one: python examples/services.py start DIR nginx")
     paths = sorted(NGINX_FILES)
     async with await http.connect(bot, f"http://{bot.swarm.host}") as client:
         async for _ in bot.iterations():

@@ -65,7 +65,7 @@ def subscribers(size: int) -> int:
 
 async def worker(bot: trio_bots.Bot) -> None:
     """A subscriber or a publisher, by id; see the module docstring."""
-    address(bot.swarm.host, "redis_bots", "a redis-server, such as 127.0.0.1:6379")
+    address(bot.swarm.host, "redis_bots", "start one: python examples/services.py start DIR redis")
     redis = await resp.connect(bot, f"redis://{bot.swarm.host}")
     # One channel and key prefix per run, so that runs sharing a server never mix.
     prefix = f"trio-bots:{os.getpid()}:{id(bot.swarm):x}"

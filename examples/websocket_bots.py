@@ -81,7 +81,11 @@ async def serve(
 
 async def worker(bot: trio_bots.Bot) -> None:
     """One bot; see the module docstring."""
-    address(bot.swarm.host, "websocket_bots", "python examples/websocket_bots.py --serve 8765")
+    address(
+        bot.swarm.host,
+        "websocket_bots",
+        "start one: python examples/websocket_bots.py --serve --port 8765",
+    )
     async with await websocket.connect(bot, f"ws://{bot.swarm.host}/echo") as ws:
         async for it in bot.iterations():
             i = it.index
