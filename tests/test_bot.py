@@ -532,3 +532,34 @@ async def test_bot_log_is_tagged_with_the_bot_id(caplog: pytest.LogCaptureFixtur
     assert [r.getMessage() for r in records] == ["[bot 0] hello there", "[bot 1] hello there"]
     assert [r.bot_id for r in records] == [0, 1]  # type: ignore[attr-defined]
     assert all(r.name == "trio_bots" for r in records)
+
+
+@pytest.mark.trio
+async def test_own_forgets_streams_the_client_closed_itself() -> None:
+    """A client that reconnects for every request must not grow the owned list forever."""
+    with trio.fail_after(10):
+        listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+        port = listener.socket.getsockname()[1]
+        sizes: list[int] = []
+
+        async def accept_all(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            task_status.started()
+            while True:
+                conn = await listener.accept()
+                await conn.aclose()
+
+        async def worker(bot: trio_bots.Bot) -> None:
+            for _ in range(200):
+                stream = await bot.connect_tcp("127.0.0.1", port)
+                await stream.aclose()
+            still_open = await bot.connect_tcp("127.0.0.1", port)
+            assert bot._owned is not None
+            sizes.append(len(bot._owned))
+            assert still_open in bot._owned
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(accept_all)
+            await trio_bots.swarm(worker, 1)
+            nursery.cancel_scope.cancel()
+        await listener.aclose()
+        assert sizes and sizes[0] < 64

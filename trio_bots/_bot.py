@@ -156,9 +156,16 @@ class Bot:
         """
         if not (hasattr(resource, "aclose") or hasattr(resource, "close")):
             raise TypeError(f"bot.own() takes something with aclose() or close(), got {resource!r}")
-        if self._owned is None:
-            self._owned = []
-        self._owned.append(resource)
+        owned = self._owned
+        if owned is None:
+            owned = self._owned = []
+        owned.append(resource)
+        count = len(owned)
+        if count >= 16 and count & (count - 1) == 0:
+            # Clients that reconnect (HTTP after "Connection: close") hand the bot a stream
+            # per connection and close the old ones themselves: forget those, so a long run
+            # does not grow this list without bound. At powers of two: amortised O(1).
+            owned[:] = [r for r in owned if not _is_closed(r)]
         return resource
 
     async def _close_owned(self) -> None:
@@ -411,6 +418,20 @@ class Bot:
             ...     bot.gauge("queue_depth", 12)
         """
         self.swarm._recorder.gauge(name, value)
+
+
+def _is_closed(resource: Any) -> bool:
+    """Whether a stream's socket is already closed (false when it cannot tell)."""
+    sock = getattr(resource, "socket", None)
+    if sock is None:
+        sock = getattr(getattr(resource, "transport_stream", None), "socket", None)
+    fileno = getattr(sock, "fileno", None)
+    if fileno is None:
+        return False
+    try:
+        return bool(fileno() == -1)
+    except Exception:
+        return False
 
 
 class _BotLogger(logging.LoggerAdapter):  # type: ignore[type-arg]

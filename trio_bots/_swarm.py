@@ -322,7 +322,9 @@ class Swarm:
             dropped_arrivals=self.dropped_arrivals,
             stopping=self._stopping.is_set(),
             metrics=self._recorder.snapshot(
-                now, bots_running=self._running, active_seconds=self._active_seconds(now)
+                _just_before(now),
+                bots_running=self._running,
+                active_seconds=self._active_seconds(now),
             ),
         )
 
@@ -426,7 +428,7 @@ class Swarm:
         while True:
             next_tick += 1.0
             await anyio.sleep_until(next_tick)
-            recorder.tick(self._clock(), self._running)
+            recorder.tick(_just_before(next_tick), self._running)
 
     async def _handle_signals(self) -> None:
         handled = (signal.SIGINT, signal.SIGTERM)
@@ -474,7 +476,7 @@ class Swarm:
         now = self._clock()
         self._end_time = now
         snapshot = self._recorder.snapshot(
-            now, bots_running=self._running, active_seconds=self._active_seconds(now)
+            _just_before(now), bots_running=self._running, active_seconds=self._active_seconds(now)
         )
         self.result = SwarmResult(
             stats=_metrics.stats_from_snapshot(snapshot),
@@ -495,6 +497,13 @@ class Swarm:
             signal=self._signal,
         )
         return self.result
+
+
+def _just_before(now: float) -> float:
+    """The recorder files what is pending under the second of the time it is given: give it
+    the last moment that can hold data, so that a flush on a whole second k files [k-1, k)
+    under k-1, and not under the second that is only beginning."""
+    return now - 1e-6
 
 
 def _abort_error(swarm: Swarm, result: SwarmResult) -> SwarmAborted:
