@@ -2,11 +2,11 @@
 
 The server runs in its own process, a thread per connection, and makes its
 delays with ``time.sleep`` (nanosleep, tens of µs late), not an event-loop
-timer (whose resolution is a millisecond). Every 200 requests it answers 194 after 1 ms, 5 after 5 ms and
-1 after 25 ms, so p50 = 1 ms, p99 = 5 ms and max = 25 ms. A raw trio client
-measures the same server first; its excess over the true delays sets the
-tolerance. This is one of the two tests allowed to assert on wall-clock time,
-and it may retry once.
+timer (whose resolution is a millisecond). Every 200 requests it answers 194
+after 1 ms, 5 after 5 ms and 1 after 25 ms, so p50 = 1 ms, p99 = 5 ms and
+max = 25 ms. A raw trio client measures the same server first; its excess
+over the true delays sets the tolerance. This is one of the two tests allowed
+to assert on wall-clock time, and it may retry once.
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ TRUE = {"p50": 0.001, "p99": 0.005, "max": 0.025}
 
 @pytest.fixture
 def delay_server() -> Iterator[int]:
-    with subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True) as proc:
+    command = [sys.executable, "-c", SERVER]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as proc:
         try:
             assert proc.stdout is not None
             yield int(proc.stdout.readline())
