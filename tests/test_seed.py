@@ -6,6 +6,7 @@ import functools
 import gc
 import inspect
 import re
+import resource
 import subprocess
 import sys
 import warnings
@@ -200,3 +201,33 @@ def test_factory_option_of_swarm_itself() -> None:
 
     trio.run(functools.partial(trio_bots.swarm, worker, 2, factory=create_workers))
     assert sorted(seen) == [0, 1]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="_swarm.py open_swarm: the factory's awaitables are made before preflight_fds() and "
+    "make_load(), and a ConfigError from either leaves them unclosed ('never awaited')",
+)
+@pytest.mark.parametrize("options", [{"max_queue": 5}, {"sockets_per_bot": 1000}])
+def test_a_config_error_after_the_factory_closes_its_awaitables(
+    options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (1024, 2048))
+    made: list[Coroutine[Any, Any, None]] = []
+
+    def factory(coro: Any, *, size: int) -> Iterator[Any]:
+        for i in range(size):
+            made.append(coro(i))
+            yield made[-1]
+
+    async def worker(i: int) -> None:
+        raise AssertionError("never runs")
+
+    with pytest.raises(ConfigError):
+        trio.run(functools.partial(trio_bots.swarm, worker, 3, factory=factory, **options))
+    try:
+        states = [inspect.getcoroutinestate(c) for c in made]
+    finally:
+        for c in made:
+            c.close()  # so that a failure here does not also warn in a later test
+    assert states == [inspect.CORO_CLOSED] * 3
