@@ -4,7 +4,9 @@ The engine feeds one `Recorder` per swarm (integer microseconds in, on the
 hot path); everything else reads *snapshots*: plain dicts holding only
 numbers and encoded HDR histograms, so they pickle, travel between
 processes and `merge` exactly. Outside this module every time is a float
-in seconds, NaN when there are no samples.
+in seconds, NaN when there are no samples. The readers (`Stats`,
+`stats_from_snapshot`, ...) live in `_stats` and the histogram helpers in
+`_hdr`; both are re-exported here.
 
 Example:
     >>> rec = Recorder(start_time=0.0)
@@ -23,20 +25,40 @@ Example:
 
 from __future__ import annotations
 
-import ctypes
 import itertools
 import math
-import operator
 import sys
-from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from functools import cache, cached_property
-from typing import Any, Final
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from hdrh.histogram import HdrHistogram
-
-from ._errors import ConfigError
+from ._hdr import (
+    _EMPTY_HIST,
+    _NAN,
+    SNAPSHOT_VERSION,
+    _add_encoded,
+    _clamp,
+    _clear,
+    _Dist,
+    _encode,
+    _max,
+    _metrics_part,
+    _min,
+    _new_hist,
+    _seconds,
+    _sorted_failures,
+    _us,
+    same_bucket,
+)
+from ._stats import (
+    FailureGroup,
+    Stats,
+    StatsMap,
+    TimelineBucket,
+    TimelineName,
+    failures_from_snapshot,
+    stats_from_snapshot,
+    timeline_from_snapshot,
+)
 
 __all__ = [
     "FailureGroup",
@@ -47,156 +69,10 @@ __all__ = [
     "TimelineName",
     "failures_from_snapshot",
     "merge",
+    "same_bucket",
     "stats_from_snapshot",
     "timeline_from_snapshot",
 ]
-
-SNAPSHOT_VERSION: Final = 1
-LOWEST_US: Final = 1
-HIGHEST_US: Final = 3_600_000_000  # one hour
-SIGNIFICANT_DIGITS: Final = 3
-_NAN: Final = math.nan  # one object, so equal snapshots compare equal as dicts
-
-
-def _new_hist() -> Any:
-    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
-
-
-def _clear(hist: Any) -> None:
-    # HdrHistogram.reset() loops in Python over 23k counters (~0.7 ms); a memset is ~2 µs.
-    counts = hist.counts
-    if isinstance(counts, ctypes.Array):
-        ctypes.memset(counts, 0, ctypes.sizeof(counts))
-        hist.total_count = 0
-        hist.min_value = sys.maxsize
-        hist.max_value = 0
-    else:  # pragma: no cover - another hdrh layout
-        hist.reset()
-
-
-def _encode(hist: Any) -> str:
-    return str(hist.encode().decode("ascii"))
-
-
-def _decode(encoded: str) -> Any:
-    return HdrHistogram.decode(encoded)
-
-
-_EMPTY_HIST: Final = _encode(_new_hist())
-
-
-def _clamp(us: float) -> int:
-    return max(LOWEST_US, min(HIGHEST_US, int(us)))
-
-
-@cache
-def _value_tables() -> tuple[list[int], list[int], list[int]]:
-    """Lowest, highest and median equivalent µs value of every counts index."""
-    proto = _proto()
-    low = [proto.get_value_from_index(i) for i in range(proto.counts_len)]
-    high = [proto.get_highest_equivalent_value(v) for v in low]
-    mid = [lo + (hi - lo + 1) // 2 for lo, hi in zip(low, high, strict=True)]
-    return low, high, mid
-
-
-def same_bucket(a: float, b: float) -> bool:
-    """Whether two latencies in seconds fall in one histogram bucket (are indistinguishable).
-
-    Example:
-        >>> same_bucket(0.099, 0.099007), same_bucket(0.001, 0.001001)
-        (True, False)
-    """
-    a_us, b_us = (_clamp(round(x * 1e6)) for x in (a, b))
-    return bool(_proto().values_are_equivalent(a_us, b_us))
-
-
-@cache
-def _proto() -> Any:
-    return _new_hist()
-
-
-class _Dist:
-    """The counts of one histogram, summarised for fast reads (µs).
-
-    hdrh's own percentile and mean loop over every counter in Python; here
-    C-level slicing, `itertools.accumulate` and `bisect` do the work, with
-    hdrh's semantics (a percentile is the highest value equivalent to the
-    sample that reaches it). ``low``/``high`` are the exact smallest and
-    largest samples when known: results are clamped into them, so a run of
-    identical samples reads back exactly instead of at bucket resolution.
-    """
-
-    __slots__ = ("counts", "cumulative", "high", "low", "total")
-
-    def __init__(self, hist: Any, low: float = _NAN, high: float = _NAN) -> None:
-        self.total: int = 0 if hist is None else hist.get_total_count()
-        self.low = low if low == low else -math.inf  # NaN: unknown
-        self.high = high if high == high else math.inf
-        if not self.total:
-            self.counts: list[int] = []
-            self.cumulative: list[int] = []
-            return
-        length = min(hist.counts_len, hist.get_counts_array_index(hist.get_max_value()) + 1)
-        self.counts = hist.counts[:length]
-        self.cumulative = list(itertools.accumulate(self.counts))
-        if self.cumulative[-1] != self.total:  # defensive: trust the counters, not max_value
-            self.counts = hist.counts[: hist.counts_len]
-            self.cumulative = list(itertools.accumulate(self.counts))
-
-    def _clamp(self, us: float) -> float:
-        return float(max(self.low, min(self.high, us)))
-
-    def percentile_us(self, q: float) -> float:
-        if not self.total:
-            return _NAN
-        target = max(int(min(q, 100.0) * self.total / 100 + 0.5), 1)
-        index = bisect_left(self.cumulative, target)
-        low, high, _ = _value_tables()
-        return self._clamp(high[index] if q else low[index])
-
-    def mean_us(self) -> float:
-        if not self.total:
-            return _NAN
-        mid = _value_tables()[2]
-        return self._clamp(sum(map(operator.mul, self.counts, mid)) / self.total)
-
-    def min_us(self) -> float:
-        return self.percentile_us(0)
-
-    def max_us(self) -> float:
-        return self.percentile_us(100)
-
-    def percentiles(self, *qs: float) -> dict[str, float]:
-        """{"p50": seconds, ...} for the timeline."""
-        return {f"p{q}": _seconds(self.percentile_us(q)) for q in qs}
-
-
-def _seconds(us: float) -> float:
-    return us / 1e6
-
-
-def _us(seconds: float) -> float:
-    return _NAN if seconds != seconds else float(round(seconds * 1e6))
-
-
-def _min(a: float, b: float) -> float:
-    """min() where NaN means "no samples"."""
-    return b if a != a else a if b != b else min(a, b)
-
-
-def _max(a: float, b: float) -> float:
-    return b if a != a else a if b != b else max(a, b)
-
-
-def _add_encoded(*encoded: str) -> tuple[str, Any]:
-    """Add encoded histograms: (encoded sum, decoded sum or None when empty)."""
-    parts = [enc for enc in encoded if enc != _EMPTY_HIST]
-    if not parts:
-        return _EMPTY_HIST, None
-    total = _decode(parts[0])
-    for enc in parts[1:]:
-        total.add(_decode(enc))
-    return (parts[0] if len(parts) == 1 else _encode(total)), total
 
 
 class _Series:
@@ -491,23 +367,6 @@ def _add_buckets(a: dict[str, Any], b: dict[str, Any], bots: int) -> dict[str, A
     return bucket
 
 
-def _sorted_failures(failures: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(failures, key=lambda f: (-f["count"], f["name"], f["kind"], f["message"]))
-
-
-def _metrics_part(snapshot: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Accept a metrics snapshot or a run snapshot (``SwarmResult.to_dict()``)."""
-    if "names" not in snapshot and isinstance(snapshot.get("metrics"), Mapping):
-        snapshot = snapshot["metrics"]
-    version = snapshot.get("version")
-    if version != SNAPSHOT_VERSION:
-        raise ConfigError(
-            f"metrics snapshot version {version!r} is not supported (expected "
-            f"{SNAPSHOT_VERSION}); read it with the trio_bots version that wrote it"
-        )
-    return snapshot
-
-
 def _first_key(f: Mapping[str, Any]) -> tuple[float, bool, int]:
     # earliest second first; within it the lowest bot id, so merge is commutative
     first_t, bot = f.get("first_t"), f["first_bot"]
@@ -594,299 +453,3 @@ def merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
         "gauges": dict(sorted(gauges.items())),
         "timeline": [timeline[t] for t in sorted(timeline)],
     }
-
-
-class Stats:
-    """Read-only figures of one name (or of `StatsMap.total`).
-
-    Counts and bytes are ints; times are float seconds, NaN when there are
-    no successful samples (failed requests never enter the histogram).
-    Percentiles and the mean have the histogram's 3-digit resolution
-    (hdrh semantics: the highest value equivalent to the sample), clamped
-    into the exact min and max. ``rps`` is ``(count + failure_count) /
-    active_seconds``; with no active time it is 0.0 if nothing was
-    recorded and NaN otherwise.
-
-    Example:
-        >>> rec = Recorder(0.0)
-        >>> rec.record("get", 1500)
-        >>> s = stats_from_snapshot(rec.snapshot(2.0, bots_running=0, active_seconds=2.0))["get"]
-        >>> s.count, s.rps, s.mean, s.failure_rate
-        (1, 0.5, 0.0015, 0.0)
-        >>> s.raw is s
-        True
-    """
-
-    def __init__(
-        self,
-        name: str,
-        *,
-        kind: str = "request",
-        count: int = 0,
-        failure_count: int = 0,
-        active_seconds: float = 0.0,
-        hists: Iterable[str] = (),
-        low: float = _NAN,
-        high: float = _NAN,
-        raw_hists: Iterable[str] | None = None,
-        bytes_sent: int = 0,
-        bytes_received: int = 0,
-    ) -> None:
-        self.name = name
-        self.kind = kind
-        self.count = count
-        self.failure_count = failure_count
-        self.active_seconds = active_seconds
-        self.bytes_sent = bytes_sent
-        self.bytes_received = bytes_received
-        self._hists = tuple(hists)
-        self._low, self._high = low, high  # exact bounds in seconds, NaN when unknown
-        self._raw_hists = None if raw_hists is None else tuple(raw_hists)
-
-    def __repr__(self) -> str:
-        return (
-            f"<Stats {self.name!r} count={self.count} failures={self.failure_count} "
-            f"p50={self.percentile(50):.6g}s p99={self.percentile(99):.6g}s>"
-        )
-
-    @cached_property
-    def _dist(self) -> _Dist:
-        return _Dist(_add_encoded(*self._hists)[1], _us(self._low), _us(self._high))
-
-    @property
-    def rps(self) -> float:
-        """Requests (successful and failed) per second of active time."""
-        requests = self.count + self.failure_count
-        if self.active_seconds > 0:
-            return requests / self.active_seconds
-        return 0.0 if requests == 0 else _NAN
-
-    @property
-    def failure_rate(self) -> float:
-        """Failed requests over all requests, 0.0 .. 1.0; NaN with none."""
-        requests = self.count + self.failure_count
-        return self.failure_count / requests if requests else _NAN
-
-    @property
-    def mean(self) -> float:
-        """Mean latency in seconds."""
-        return _seconds(self._dist.mean_us())
-
-    @property
-    def min(self) -> float:
-        """Smallest latency in seconds."""
-        return _seconds(self._dist.min_us())
-
-    @property
-    def max(self) -> float:
-        """Largest latency in seconds."""
-        return _seconds(self._dist.max_us())
-
-    def percentile(self, q: float) -> float:
-        """The latency in seconds that ``q`` percent of samples do not exceed.
-
-        Raises:
-            ConfigError: if ``q`` is not a number from 0 to 100.
-        """
-        if not (isinstance(q, int | float) and 0 <= q <= 100):
-            raise ConfigError(f"percentile must be a number from 0 to 100, got {q!r}")
-        return _seconds(self._dist.percentile_us(q))
-
-    @cached_property
-    def raw(self) -> Stats:
-        """The uncorrected figures (open model); ``self`` when there are none.
-
-        Raw figures are at histogram resolution (no exact min/max clamp).
-        """
-        if self._raw_hists is None:
-            return self
-        return Stats(
-            self.name,
-            kind=self.kind,
-            count=self.count,
-            failure_count=self.failure_count,
-            active_seconds=self.active_seconds,
-            hists=self._raw_hists,
-            bytes_sent=self.bytes_sent,
-            bytes_received=self.bytes_received,
-        )
-
-
-class StatsMap(Mapping[str, Stats]):
-    """`Stats` per name, plus `total` over the request (not fan-out) names.
-
-    Example:
-        >>> rec = Recorder(0.0)
-        >>> rec.record("a", 1000); rec.record("b", 3000); rec.record_fanout("direct", 5)
-        >>> stats = stats_from_snapshot(rec.snapshot(1.0, bots_running=0, active_seconds=1.0))
-        >>> sorted(stats), stats.total.count, stats.total.max
-        (['a', 'b', 'direct'], 2, 0.003)
-    """
-
-    def __init__(self, stats: Mapping[str, Stats], active_seconds: float = 0.0) -> None:
-        self._stats = dict(stats)
-        self._active_seconds = active_seconds
-
-    def __getitem__(self, name: str) -> Stats:
-        try:
-            return self._stats[name]
-        except KeyError:
-            known = ", ".join(map(repr, sorted(self._stats))) or "none"
-            raise KeyError(f"no stats recorded under {name!r}; known names: {known}") from None
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._stats)
-
-    def __len__(self) -> int:
-        return len(self._stats)
-
-    def __repr__(self) -> str:
-        return f"StatsMap({sorted(self._stats)!r})"
-
-    @cached_property
-    def total(self) -> Stats:
-        """Every request name aggregated; fan-out names are left out."""
-        parts = [s for s in self._stats.values() if s.kind == "request"]
-        low = high = _NAN
-        for s in parts:
-            low, high = _min(low, s._low), _max(high, s._high)
-        any_raw = any(s._raw_hists is not None for s in parts)
-        return Stats(
-            "total",
-            count=sum(s.count for s in parts),
-            failure_count=sum(s.failure_count for s in parts),
-            active_seconds=self._active_seconds,
-            hists=[h for s in parts for h in s._hists],
-            low=low,
-            high=high,
-            raw_hists=[h for s in parts for h in s.raw._hists] if any_raw else None,
-            bytes_sent=sum(s.bytes_sent for s in parts),
-            bytes_received=sum(s.bytes_received for s in parts),
-        )
-
-
-def stats_from_snapshot(snapshot: Mapping[str, Any]) -> StatsMap:
-    """Read the `Stats` of every name from a metrics (or run) snapshot.
-
-    Example:
-        >>> rec = Recorder(0.0)
-        >>> stats_from_snapshot(rec.snapshot(0.0, bots_running=0, active_seconds=0.0)).total.rps
-        0.0
-    """
-    snap = _metrics_part(snapshot)
-    active = float(snap["active_seconds"])
-    return StatsMap(
-        {
-            name: Stats(
-                name,
-                kind=d["kind"],
-                count=d["count"],
-                failure_count=d["failure_count"],
-                active_seconds=active,
-                hists=(d["hist"],),
-                low=d.get("min", _NAN),
-                high=d.get("max", _NAN),
-                raw_hists=None if d["raw_hist"] is None else (d["raw_hist"],),
-                bytes_sent=d["bytes_sent"],
-                bytes_received=d["bytes_received"],
-            )
-            for name, d in snap["names"].items()
-        },
-        active,
-    )
-
-
-@dataclass(frozen=True)
-class FailureGroup:
-    """Failed requests of one name with the same exception type and message.
-
-    ``first_bot`` is the bot that failed this way first (None outside a
-    bot); ``first_t`` the timeline second in which it was first seen.
-
-    Example:
-        >>> FailureGroup("login", "ValueError", "boom", 3, first_bot=0).count
-        3
-    """
-
-    name: str
-    kind: str
-    message: str
-    count: int
-    first_bot: int | None
-    first_t: int | None = None
-
-
-def failures_from_snapshot(snapshot: Mapping[str, Any]) -> list[FailureGroup]:
-    """The request failure groups, most frequent first.
-
-    Example:
-        >>> rec = Recorder(0.0)
-        >>> rec.record_failure("a", "OSError", "reset", 1)
-        >>> rec.record_failure("b", "KeyError", "'x'", None)
-        >>> rec.record_failure("b", "KeyError", "'x'", 2)
-        >>> snap = rec.snapshot(0.5, bots_running=0, active_seconds=0.5)
-        >>> [(f.name, f.count, f.first_bot) for f in failures_from_snapshot(snap)]
-        [('b', 2, None), ('a', 1, 1)]
-    """
-    return [
-        FailureGroup(
-            f["name"], f["kind"], f["message"], f["count"], f["first_bot"], f.get("first_t")
-        )
-        for f in _sorted_failures(list(_metrics_part(snapshot)["failures"]))
-    ]
-
-
-@dataclass(frozen=True)
-class TimelineName:
-    """One name's figures within one timeline second (times in seconds)."""
-
-    count: int
-    failures: int
-    p50: float
-    p99: float
-
-
-@dataclass(frozen=True)
-class TimelineBucket:
-    """One second of the run: bots, request counts and latency percentiles.
-
-    ``count``, ``failures`` and the percentiles cover request names only;
-    ``names`` holds every name active in that second, fan-out included.
-
-    Example:
-        >>> rec = Recorder(0.0)
-        >>> rec.record("a", 2000)
-        >>> snap = rec.snapshot(0.4, bots_running=5, active_seconds=0.4)
-        >>> [bucket] = timeline_from_snapshot(snap)
-        >>> bucket.t, bucket.bots, bucket.count, bucket.p99, bucket.names["a"].count
-        (0, 5, 1, 0.002, 1)
-    """
-
-    t: int
-    bots: int
-    count: int
-    failures: int
-    p50: float
-    p95: float
-    p99: float
-    names: Mapping[str, TimelineName] = field(default_factory=dict)
-
-
-def timeline_from_snapshot(snapshot: Mapping[str, Any]) -> list[TimelineBucket]:
-    """The per-second buckets of a metrics (or run) snapshot, sorted by ``t``."""
-    return [
-        TimelineBucket(
-            b["t"],
-            b["bots"],
-            b["count"],
-            b["failures"],
-            b["p50"],
-            b["p95"],
-            b["p99"],
-            {
-                n: TimelineName(e["count"], e["failures"], e["p50"], e["p99"])
-                for n, e in b["names"].items()
-            },
-        )
-        for b in sorted(_metrics_part(snapshot)["timeline"], key=operator.itemgetter("t"))
-    ]
