@@ -326,6 +326,7 @@ def test_game_bots_command_line() -> None:
 # -- Redis ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.needs_service("redis")
 @pytest.mark.trio
 async def test_redis_bots_deliver_every_published_message(redis_address: str) -> None:
     with trio.fail_after(30):
@@ -340,6 +341,7 @@ async def test_redis_bots_deliver_every_published_message(redis_address: str) ->
     assert counter(result, "checks passed") == 2 * 6
 
 
+@pytest.mark.needs_service("redis")
 def test_redis_bots_command_line_starts_its_own_redis() -> None:
     if services.find("redis") is None:
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
@@ -351,6 +353,7 @@ def test_redis_bots_command_line_starts_its_own_redis() -> None:
 # -- nginx ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.needs_service("nginx")
 @pytest.mark.trio
 async def test_http_bots_get_every_file_over_one_connection_each(nginx_address: str) -> None:
     with trio.fail_after(30):
@@ -393,6 +396,8 @@ async def test_a_bad_websocket_handshake_fails_clearly_and_no_bot_hangs() -> Non
 # -- services.sh, as .ci/run calls it -------------------------------------------------------------
 
 
+@pytest.mark.needs_service("redis")
+@pytest.mark.needs_service("nginx")
 def test_services_script_starts_and_stops_both(tmp_path: Path) -> None:
     for name in ("redis", "nginx"):
         if services.find(name) is None:
@@ -418,6 +423,18 @@ def test_services_script_starts_and_stops_both(tmp_path: Path) -> None:
     for port in ports:
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+
+def test_a_missing_binary_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(services.BINARIES, "redis", ("no-such-redis-server", "redis-server"))
+    message = "no-such-redis-server is not installed; install it with: apt-get install redis-server"
+    with pytest.raises(services.ServiceError, match=message):
+        services.start("redis", tmp_path)
+    assert services.main(["start", str(tmp_path), "redis"]) == 1
+    assert capsys.readouterr().err == f"error: {message}\n"
+    assert services.main(["stop", str(tmp_path)]) == 0  # nothing to stop is fine
 
 
 # -- the examples' docstrings ---------------------------------------------------------------------

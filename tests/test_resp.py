@@ -272,6 +272,7 @@ async def test_two_tasks_on_one_client_are_refused() -> None:
 # -- a real redis-server -------------------------------------------------------------------
 
 
+@pytest.mark.needs_service("redis")
 @pytest.mark.trio
 async def test_against_a_real_redis_server(redis_address: str) -> None:
     with trio.fail_after(10):
