@@ -483,7 +483,7 @@ class Measure:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool:
+    ) -> None:
         bot = self._bot
         swarm = bot.swarm
         elapsed = swarm._clock() - self._start
@@ -515,4 +515,3 @@ class Measure:
                 recorder.record_failure(name, "Failed", self._failure, bot.id)
         elif issubclass(exc_type, Exception):
             recorder.record_failure(name, exc_type.__name__, str(exc), bot.id)
-        return False
