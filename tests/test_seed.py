@@ -203,11 +203,6 @@ def test_factory_option_of_swarm_itself() -> None:
     assert sorted(seen) == [0, 1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_swarm.py open_swarm: the factory's awaitables are made before preflight_fds() and "
-    "make_load(), and a ConfigError from either leaves them unclosed ('never awaited')",
-)
 @pytest.mark.parametrize("options", [{"max_queue": 5}, {"sockets_per_bot": 1000}])
 def test_a_config_error_after_the_factory_closes_its_awaitables(
     options: dict[str, Any], monkeypatch: pytest.MonkeyPatch

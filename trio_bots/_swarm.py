@@ -595,12 +595,15 @@ async def open_swarm(worker: Any, size: int, **options: Any) -> AsyncIterator[Sw
     if validated["factory"] is not None:
         awaitables = _awaitables_from_factory(validated["factory"], worker, size)
         worker, size = _await_own_awaitable(awaitables), len(awaitables)
-    preflight_fds(size, validated)
-    backend = current_backend()
-    swarm = Swarm(worker, size, validated, backend)
     from ._load import make_load
 
-    swarm._load = make_load(swarm)
+    try:
+        preflight_fds(size, validated)
+        swarm = Swarm(worker, size, validated, current_backend())
+        swarm._load = make_load(swarm)
+    except BaseException:
+        _close_unstarted(awaitables)
+        raise
     error: BaseException | None = None
     try:
         async with anyio.create_task_group() as task_group:
