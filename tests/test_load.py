@@ -43,7 +43,7 @@ def test_iterations_end_at_the_graceful_stop() -> None:
             bot.count("iterations")
             await trio.sleep(1)
 
-    result = run_mock(trio_bots.swarm, worker, 2, duration=10)
+    result = run_mock(trio_bots.swarm, worker, 2, duration=9.5)  # iterations at 0, 1, ..., 9
     assert result.metrics["counters"]["iterations"] == 20
     assert not result.interrupted
     assert result.bot_failures == []
@@ -393,3 +393,16 @@ def test_coordinated_omission_correction_shows_the_stall(
     assert raw < 0.1, f"raw p99 {raw:.3f}s should hide the stall"
     assert stats.raw.max >= 0.9  # the one stalled request itself
     assert not math.isnan(corrected)
+
+
+def test_a_body_that_never_awaits_still_lets_other_bots_run() -> None:
+    order: list[int] = []
+
+    async def worker(bot: trio_bots.Bot) -> None:
+        async for _ in bot.iterations():
+            order.append(bot.id)  # no await in the body
+
+    run_mock(trio_bots.swarm, worker, 2, iterations=64)
+    first_switch = next(i for i, bot_id in enumerate(order) if bot_id != order[0])
+    assert first_switch <= trio_bots.Iterations.YIELD_EVERY + 1
+    assert sorted(order) == [0] * 64 + [1] * 64

@@ -31,6 +31,8 @@ class Backend:
         is_trio: True on trio.
         current_time: the loop's clock, in seconds.
         checkpoint: an async function that yields to the scheduler.
+        checkpoint_if_cancelled: an async function that raises if cancelled, and
+            otherwise returns without yielding.
         open_channel: ``open_channel(size) -> (send, receive)`` memory channel ends
             with ``send``/``send_nowait``/``receive``/``receive_nowait``/``close``.
         event: the Event class.
@@ -44,6 +46,7 @@ class Backend:
         "broken",
         "cancel_scope",
         "checkpoint",
+        "checkpoint_if_cancelled",
         "current_time",
         "end_of_channel",
         "event",
@@ -60,6 +63,9 @@ class Backend:
         if self.is_trio:
             self.current_time: Callable[[], float] = trio.current_time
             self.checkpoint: Callable[[], Any] = trio.lowlevel.checkpoint
+            self.checkpoint_if_cancelled: Callable[[], Any] = (
+                trio.lowlevel.checkpoint_if_cancelled
+            )
             self.open_channel = _trio_channel
             self.event: Callable[[], Any] = trio.Event
             self.cancel_scope: Callable[..., Any] = trio.CancelScope
@@ -75,6 +81,7 @@ class Backend:
         else:
             self.current_time = anyio.current_time
             self.checkpoint = anyio.lowlevel.checkpoint
+            self.checkpoint_if_cancelled = anyio.lowlevel.checkpoint_if_cancelled
             self.open_channel = _anyio_channel
             self.event = anyio.Event
             self.cancel_scope = anyio.CancelScope

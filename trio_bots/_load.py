@@ -93,12 +93,22 @@ class Iterations:
         ...         print("iteration", it.index)
     """
 
-    __slots__ = ("_bot", "_count", "_last_start")
+    __slots__ = ("_bot", "_count", "_last_start", "_limit", "_open", "_pace", "_think")
+
+    #: With no think time or pace, yield to the scheduler on every Nth iteration only;
+    #: the others just check for cancellation. The body's own I/O yields anyway.
+    YIELD_EVERY = 16
 
     def __init__(self, bot: Bot) -> None:
         self._bot = bot
         self._count = 0
         self._last_start: float | None = None
+        options = bot.swarm.options
+        self._limit: int | None = options["iterations"]
+        self._pace: float | None = options["pace"]
+        self._think: float | tuple[float, float] | None = options["think_time"]
+        load = bot.swarm._load
+        self._open: OpenModel | None = load if isinstance(load, OpenModel) else None
 
     def __aiter__(self) -> Iterations:
         return self
@@ -106,13 +116,11 @@ class Iterations:
     async def __anext__(self) -> Iteration:
         bot = self._bot
         swarm = bot.swarm
-        options = swarm.options
-        limit = options["iterations"]
-        if limit is not None and self._count >= limit:
+        count = self._count
+        if self._limit is not None and count >= self._limit:
             raise StopAsyncIteration
-        load = swarm._load
-        if isinstance(load, OpenModel):
-            intended = await load.next_arrival(bot)
+        if self._open is not None:
+            intended = await self._open.next_arrival(bot)
             if intended is None:
                 raise StopAsyncIteration
             now = swarm._clock()
@@ -120,24 +128,24 @@ class Iterations:
         else:
             if bot.stopping.is_set():
                 raise StopAsyncIteration
-            if self._count:
-                await self._wait_between(bot, options)
+            if count and (self._pace is not None or self._think is not None):
+                await self._wait_between(bot)
                 if bot.stopping.is_set():
                     raise StopAsyncIteration
+            elif count % self.YIELD_EVERY:
+                await swarm._backend.checkpoint_if_cancelled()
             else:
                 await swarm._backend.checkpoint()
             now = intended = swarm._clock()
         self._last_start = now
-        iteration = Iteration(bot, self._count, intended, now)
-        self._count += 1
-        return iteration
+        self._count = count + 1
+        return Iteration(bot, count, intended, now)
 
-    async def _wait_between(self, bot: Bot, options: Any) -> None:
+    async def _wait_between(self, bot: Bot) -> None:
         swarm = bot.swarm
-        pace = options["pace"]
-        think = options["think_time"]
-        if pace is not None and self._last_start is not None:
-            deadline = self._last_start + pace
+        think = self._think
+        if self._pace is not None and self._last_start is not None:
+            deadline = self._last_start + self._pace
         elif think is not None:
             wait = bot.random.uniform(*think) if isinstance(think, tuple) else think
             deadline = swarm._clock() + wait
