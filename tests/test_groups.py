@@ -820,3 +820,43 @@ def test_every_message_reaches_exactly_the_bots_named_at_send_time(
     size, plan = case
     outcome = anyio.run(run_plan, size, plan, backend=backend)
     check_plan(size, plan, outcome)
+
+
+@pytest.mark.trio
+async def test_a_cancelled_receive_leaves_the_message_queued() -> None:
+    seen: list[str] = []
+
+    async def worker(bot: trio_bots.Bot) -> None:
+        if bot.id == 0:
+            bot.send_nowait(trio_bots.send_bots([1]), "first")
+            bot.send_nowait(trio_bots.send_bots([1]), "second")
+            return
+        await bot.barrier("sent")  # bot 0 has sent and ended
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await bot.receive()  # cancelled before it takes anything
+        seen.extend(msg.data for msg in bot.recv())
+
+    with trio.fail_after(10):
+        await trio_bots.swarm(worker, 2)
+    assert seen == ["first", "second"]
+
+
+@pytest.mark.trio
+async def test_a_cancelled_send_delivers_nothing() -> None:
+    got: list[Any] = []
+
+    async def worker(bot: trio_bots.Bot) -> None:
+        bot.join("g")
+        await bot.step()
+        if bot.id == 0:
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await bot.send(trio_bots.send_group("g"), "never")
+            await bot.send(trio_bots.send_group("g"), "after")
+        else:
+            got.append((await bot.receive()).data)
+
+    with trio.fail_after(10):
+        await trio_bots.swarm(worker, 2)
+    assert got == ["after"]

@@ -351,3 +351,20 @@ def test_same_bucket() -> None:
     assert same_bucket(0.001, 0.001) and not same_bucket(0.001, 0.001001)
     assert same_bucket(0.099, 0.099007) and not same_bucket(0.099, 0.09901)
     assert same_bucket(0.0, 1e-6)  # both clamp to 1 µs
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=2 * 3_600_000_000), max_size=200))
+def test_fast_record_equals_hdrh_record_value(values: list[int]) -> None:
+    from trio_bots._hdr import HIGHEST_US, _fast_record, _new_hist
+
+    ours, theirs = _new_hist(), _new_hist()
+    record = _fast_record(ours)
+    for value in values:
+        if value > HIGHEST_US:
+            assert not record(value)  # refused: the recorder clamps it to the hour
+        else:
+            assert record(value) == theirs.record_value(value)
+    assert list(ours.counts) == list(theirs.counts)
+    assert ours.get_total_count() == theirs.get_total_count()
+    assert (ours.min_value, ours.max_value) == (theirs.min_value, theirs.max_value)

@@ -22,7 +22,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import trio
@@ -283,12 +283,14 @@ class Groups:
         backend: Backend,
         recorder: Recorder,
         *,
+        clock: Callable[[], float],
         inbox_size: int,
         on_full: str,
         fanout: str,
     ) -> None:
         self.backend = backend
         self.recorder = recorder
+        self.clock = clock
         self.inbox_size = inbox_size
         self.on_full = on_full
         self.fanout = fanout
@@ -397,7 +399,7 @@ class Groups:
             self._check_capacity(targets, InboxFull)
         elif on_full == "block":
             self._check_capacity(targets, trio.WouldBlock)
-        msg = Message(sender.id, flt.group, data, self.backend.current_time())
+        msg = Message(sender.id, flt.group, data, self.clock())
         would_block = self.backend.would_block
         received = []
         for bot in targets:
@@ -413,12 +415,14 @@ class Groups:
         return received
 
     async def send(self, sender: Bot, flt: SendFilter, data: Any) -> list[int]:
+        # cancelled before anything is sent, or not at all once it is: trio's rule
+        await self.backend.checkpoint_if_cancelled()
         if self.on_full != "block":
             received = self.send_nowait(sender, flt, data)
-            await self.backend.checkpoint()
+            await self.backend.cancel_shielded_checkpoint()
             return received
         targets = self._targets(sender, flt)
-        msg = Message(sender.id, flt.group, data, self.backend.current_time())
+        msg = Message(sender.id, flt.group, data, self.clock())
         would_block = self.backend.would_block
         broken = self.backend.broken
         received = []
@@ -441,7 +445,7 @@ class Groups:
                 continue
             received.append(bot.id)
         if not blocked:
-            await self.backend.checkpoint()
+            await self.backend.cancel_shielded_checkpoint()
         return received
 
     # receiving
@@ -490,7 +494,7 @@ class Groups:
         for index, msg in enumerate(pending):
             if flt.match(msg):
                 del pending[index]
-                self._taken(msg, self.backend.current_time())
+                self._taken(msg, self.clock())
                 return msg
         return None
 
@@ -511,13 +515,35 @@ class Groups:
             raise trio.WouldBlock
         return msg
 
-    async def receive(self, bot: Bot, flt: RecvFilter) -> Message:
-        inbox = self.inbox(bot)
+    def _take_ready(self, inbox: Inbox, flt: RecvFilter) -> Message | None:
+        """The oldest matching message already queued (pending, then channel), or None."""
         if inbox.pending:
             msg = self._take_pending(inbox, flt)
             if msg is not None:
-                await self.backend.checkpoint()
                 return msg
+        receive_nowait = inbox.receive_channel.receive_nowait
+        try:
+            while True:
+                msg = receive_nowait()
+                if msg is _WAKE:
+                    continue
+                if flt.match(msg):
+                    self._taken(msg, self.clock())
+                    return msg  # type: ignore[no-any-return]
+                inbox.pending.append(msg)
+        except self.backend.nothing_to_take:
+            return None
+
+    async def receive(self, bot: Bot, flt: RecvFilter) -> Message:
+        inbox = bot._inbox
+        if inbox is None:
+            inbox = self.inbox(bot)
+        # fast path: a message is already there; a Cancelled can only come before taking it
+        await self.backend.checkpoint_if_cancelled()
+        msg = self._take_ready(inbox, flt)
+        if msg is not None:
+            await self.backend.cancel_shielded_checkpoint()
+            return msg
         channel = inbox.receive_channel
         while True:
             reason = self._gone(bot, flt)
@@ -525,7 +551,7 @@ class Groups:
                 self._drain(inbox)
                 msg = self._take_pending(inbox, flt)
                 if msg is not None:
-                    await self.backend.checkpoint()
+                    await self.backend.cancel_shielded_checkpoint()
                     return msg
                 raise BotGone(reason)
             inbox.waiting = flt
@@ -544,7 +570,7 @@ class Groups:
             if msg is _WAKE:
                 continue
             if flt.match(msg):
-                self._taken(msg, self.backend.current_time())
+                self._taken(msg, self.clock())
                 return msg  # type: ignore[no-any-return]
             inbox.pending.append(msg)
 
@@ -554,7 +580,7 @@ class Groups:
         taken = [msg for msg in inbox.pending if flt.match(msg)]
         if taken:
             inbox.pending = [msg for msg in inbox.pending if not flt.match(msg)]
-            now = self.backend.current_time()
+            now = self.clock()
             for msg in taken:
                 self._taken(msg, now)
         return taken

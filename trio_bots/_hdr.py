@@ -19,7 +19,7 @@ import math
 import operator
 import sys
 from bisect import bisect_left
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any, Final
 
@@ -48,6 +48,33 @@ def _clear(hist: Any) -> None:
         hist.max_value = 0
     else:  # pragma: no cover - another hdrh layout
         hist.reset()
+
+
+def _fast_record(hist: Any) -> Callable[..., bool]:
+    """``hist.record_value`` in one Python call instead of hdrh's six.
+
+    Same result for our layout (1 µs unit, 3 significant digits: 2048
+    sub-buckets); any other layout gets hdrh's own method.
+    """
+    if (hist.unit_magnitude, hist.sub_bucket_half_count_magnitude) != (0, 10):
+        return hist.record_value  # type: ignore[no-any-return]
+    counts = hist.counts
+
+    def record(us: int, n: int = 1) -> bool:
+        if not 0 <= us <= HIGHEST_US:
+            return False
+        shift = us.bit_length() - 11
+        if shift < 0:
+            shift = 0
+        counts[((shift + 1) << 10) + (us >> shift) - 1024] += n
+        hist.total_count += n
+        if us < hist.min_value:
+            hist.min_value = us
+        if us > hist.max_value:
+            hist.max_value = us
+        return True
+
+    return record
 
 
 def _encode(hist: Any) -> str:

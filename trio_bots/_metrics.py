@@ -40,6 +40,7 @@ from ._hdr import (
     _clear,
     _Dist,
     _encode,
+    _fast_record,
     _max,
     _metrics_part,
     _min,
@@ -164,7 +165,7 @@ class Recorder:
         series = self._series.get(name)
         if series is None:
             series = self._series[name] = _Series(kind)
-            self._record[name] = series.interval.record_value
+            self._record[name] = _fast_record(series.interval)
             self._pending[name] = series.pending
         return series
 
@@ -253,8 +254,10 @@ class Recorder:
         for name, series in sorted(self._series.items()):
             interval = series.interval
             if series.pending:
+                record = _fast_record(interval)
                 for us, n in series.pending.items():
-                    interval.record_value(_clamp(us), n)
+                    if not record(us or 1, n):
+                        record(_clamp(us), n)
                 series.pending.clear()
             n = interval.get_total_count()
             failures = series.interval_failures

@@ -259,7 +259,7 @@ class Swarm:
         self.host: str | None = options["host"]
         self.result: SwarmResult | None = None
         self._backend = backend
-        self._clock = backend.current_time
+        self._clock = backend.bound_clock()
         self._pick_worker = _worker_picker(worker)
         self._request_timeout: float | None = options["request_timeout"]
         self._max_failures: int | None = options["max_failures"]
@@ -269,6 +269,7 @@ class Swarm:
         self._groups = Groups(
             backend,
             self._recorder,
+            clock=self._clock,
             inbox_size=options["inbox_size"],
             on_full=options["on_full"],
             fanout=options["fanout"],
@@ -606,7 +607,7 @@ async def open_swarm(worker: Any, size: int, **options: Any) -> AsyncIterator[Sw
         raise
     error: BaseException | None = None
     try:
-        async with anyio.create_task_group() as task_group:
+        async with swarm._backend.open_task_group() as task_group:
             swarm._begin(task_group)
             yield swarm
             await swarm._done.wait()
