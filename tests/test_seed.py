@@ -226,3 +226,17 @@ def test_a_config_error_after_the_factory_closes_its_awaitables(
         for c in made:
             c.close()  # so that a failure here does not also warn in a later test
     assert states == [inspect.CORO_CLOSED] * 3
+
+
+def test_current_bot_from_a_task_the_worker_spawned() -> None:
+    found: list[int] = []
+
+    async def child() -> None:
+        found.append(trio_bots.current_bot().id)
+
+    async def worker(bot: trio_bots.Bot) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(child)
+
+    trio.run(trio_bots.swarm, worker, 3)
+    assert sorted(found) == [0, 1, 2]

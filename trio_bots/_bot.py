@@ -19,6 +19,9 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+import sniffio
+import trio
+
 from . import _transport
 from ._errors import RequestTimeout
 from ._groups import _RECV_ALL, Inbox, Message, RecvFilter, SendFilter
@@ -49,10 +52,37 @@ def current_bot() -> Bot:
         >>> _ = trio_bots.start(worker, size=1)
         I am bot 0
     """
+    bot = _current_bot.get(None)
+    if bot is None and _in_trio():
+        bot = _bot_of_trio_task(trio.lowlevel.current_task())
+    if bot is None:
+        raise RuntimeError("current_bot() was called outside a bot's task")
+    return bot
+
+
+def _in_trio() -> bool:
     try:
-        return _current_bot.get()
-    except LookupError:
-        raise RuntimeError("current_bot() was called outside a bot's task") from None
+        return sniffio.current_async_library() == "trio"
+    except sniffio.AsyncLibraryNotFoundError:
+        return False
+
+
+def _bot_of_trio_task(task: Any) -> Bot | None:
+    """The bot whose task is `task` or one of its ancestors.
+
+    On trio a bot's task runs ``Swarm._run_bot(bot, worker)``; finding the bot
+    there costs nothing per bot, where a context variable costs ~130 bytes.
+    """
+    from ._swarm import Swarm
+
+    run_bot_code = Swarm._run_bot.__code__
+    while task is not None:
+        frame = getattr(task.coro, "cr_frame", None)
+        if frame is not None and frame.f_code is run_bot_code:
+            return frame.f_locals.get("bot")  # type: ignore[no-any-return]
+        nursery = task.parent_nursery
+        task = nursery.parent_task if nursery is not None else None
+    return None
 
 
 class Bot:
@@ -93,7 +123,8 @@ class Bot:
         self.swarm = swarm
         self._groups: frozenset[Hashable] = _NO_GROUPS
         self._inbox: Inbox | None = None
-        self._owned: list[Any] | None = None
+        #: None, one resource, or a list of them (oldest first).
+        self._owned: Any = None
         self._random: random.Random | None = None
         self._log: logging.LoggerAdapter[logging.Logger] | None = None
         self._stopping: Any = None
@@ -158,7 +189,10 @@ class Bot:
             raise TypeError(f"bot.own() takes something with aclose() or close(), got {resource!r}")
         owned = self._owned
         if owned is None:
-            owned = self._owned = []
+            self._owned = resource  # most bots own one socket: no list for it
+            return resource
+        if not isinstance(owned, list):
+            owned = self._owned = [owned]
         owned.append(resource)
         count = len(owned)
         if count >= 16 and count & (count - 1) == 0:
@@ -170,9 +204,11 @@ class Bot:
 
     async def _close_owned(self) -> None:
         owned = self._owned
-        if not owned:
+        if owned is None:
             return
         self._owned = None
+        if not isinstance(owned, list):
+            owned = [owned]
         with self.swarm._backend.cancel_scope(shield=True):
             for resource in reversed(owned):
                 try:

@@ -31,6 +31,8 @@ from ._options import preflight_fds, validate_options
 
 Worker = Callable[[Bot], Awaitable[Any]]
 
+_BOT_TASK_NAME = "trio_bots.bot"
+
 
 @dataclass(frozen=True)
 class BotFailure:
@@ -360,11 +362,13 @@ class Swarm:
         self._groups.add(bot)
         if self._first_bot_at is None:
             self._first_bot_at = self._clock()
-        self._task_group.start_soon(self._run_bot, bot, worker, name=f"bot-{bot.id}")
+        # One shared name: trio would build a string per task (~60 bytes a bot).
+        self._task_group.start_soon(self._run_bot, bot, worker, name=_BOT_TASK_NAME)
         return bot
 
     async def _run_bot(self, bot: Bot, worker: Worker) -> None:
-        _current_bot.set(bot)
+        if not self._backend.is_trio:
+            _current_bot.set(bot)  # on trio, current_bot() finds this frame instead
         try:
             if self._load is not None and self._load.scoped:
                 with self._backend.cancel_scope() as bot._scope:
