@@ -485,32 +485,39 @@ class Measure:
         ...         m.add_bytes(64, 64)
     """
 
-    __slots__ = ("_bot", "_failure", "_name", "_received", "_scope", "_sent", "_start")
+    __slots__ = ("_bot", "_extra", "_name", "_start")
 
     def __init__(self, bot: Bot, name: str) -> None:
         self._bot = bot
         self._name = name
-        self._failure: str | None = None
-        self._sent = 0
-        self._received = 0
-        self._scope: Any = None
+        #: Made only when needed (fail, add_bytes, request_timeout): the hot path stays short.
+        self._extra: _MeasureExtra | None = None
         self._start = 0.0
+
+    def _extras(self) -> _MeasureExtra:
+        extra = self._extra
+        if extra is None:
+            extra = self._extra = _MeasureExtra()
+        return extra
 
     def fail(self, reason: str) -> None:
         """Mark this request failed, with `reason`, without raising."""
-        self._failure = reason
+        self._extras().failure = reason
 
     def add_bytes(self, sent: int, received: int) -> None:
         """Add to the bytes sent and received under this name."""
-        self._sent += sent
-        self._received += received
+        extra = self._extras()
+        extra.sent += sent
+        extra.received += received
 
     async def __aenter__(self) -> Measure:
         swarm = self._bot.swarm
         timeout = swarm._request_timeout
         if timeout is not None:
-            self._scope = swarm._backend.cancel_scope(deadline=swarm._clock() + timeout)
-            self._scope.__enter__()
+            scope = self._extras().scope = swarm._backend.cancel_scope(
+                deadline=swarm._clock() + timeout
+            )
+            scope.__enter__()
         self._start = swarm._clock()
         return self
 
@@ -523,23 +530,37 @@ class Measure:
         bot = self._bot
         swarm = bot.swarm
         elapsed = swarm._clock() - self._start
-        scope = self._scope
+        if exc_type is None and self._extra is None and not bot._lateness:
+            swarm._recorder.record(self._name, int(elapsed * 1_000_000))  # the common case
+            return
+        self._finish(exc_type, exc, tb, elapsed)
+
+    def _finish(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        elapsed: float,
+    ) -> None:
+        bot = self._bot
+        swarm = bot.swarm
+        recorder = swarm._recorder
+        name = self._name
+        extra = self._extra or _NO_EXTRA
         timed_out = False
-        if scope is not None:
-            self._scope = None
+        if extra.scope is not None:
+            scope, extra.scope = extra.scope, None
             # __exit__ returns True on a clean exit too; only cancelled_caught means "timed out".
             scope.__exit__(exc_type, exc, tb)
             timed_out = bool(scope.cancelled_caught)
-        recorder = swarm._recorder
-        name = self._name
-        if self._sent or self._received:
-            recorder.add_bytes(name, self._sent, self._received)
+        if extra.sent or extra.received:
+            recorder.add_bytes(name, extra.sent, extra.received)
         if timed_out:
             message = f"{name!r} took longer than request_timeout={swarm._request_timeout} s"
             recorder.record_failure(name, "RequestTimeout", message, bot.id)
             raise RequestTimeout(message) from None
         if exc_type is None:
-            if self._failure is None:
+            if extra.failure is None:
                 lateness = bot._lateness
                 if lateness:
                     recorder.record_corrected(
@@ -548,6 +569,21 @@ class Measure:
                 else:
                     recorder.record(name, int(elapsed * 1_000_000))
             else:
-                recorder.record_failure(name, "Failed", self._failure, bot.id)
+                recorder.record_failure(name, "Failed", extra.failure, bot.id)
         elif issubclass(exc_type, Exception):
             recorder.record_failure(name, exc_type.__name__, str(exc), bot.id)
+
+
+class _MeasureExtra:
+    """What a measurement needs beyond its latency: failure, bytes, timeout scope."""
+
+    __slots__ = ("failure", "received", "scope", "sent")
+
+    def __init__(self) -> None:
+        self.failure: str | None = None
+        self.sent = 0
+        self.received = 0
+        self.scope: Any = None
+
+
+_NO_EXTRA = _MeasureExtra()
