@@ -28,7 +28,7 @@ from __future__ import annotations
 import itertools
 import math
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from ._hdr import (
@@ -93,6 +93,7 @@ class _Series:
         "pending",
         "raw_cum",
         "raw_interval",
+        "recorded",
     )
 
     def __init__(self, kind: str) -> None:
@@ -109,6 +110,26 @@ class _Series:
         self.min_us = sys.maxsize  # exact bounds of what is folded into cum
         self.max_us = 0
         self.pending: dict[int, int] = {}  # fan-out {µs: count}, flushed at tick()
+        self.recorded: list[int] = []  # request latencies in µs, flushed at tick()
+
+    def flush(self) -> None:
+        """Record the buffered latencies into the interval histogram(s)."""
+        interval = self.interval
+        if self.pending:
+            record = _fast_record(interval)
+            for us, n in self.pending.items():
+                if not record(us or 1, n):
+                    record(_clamp(us), n)
+            self.pending.clear()
+        if self.recorded:
+            record = _fast_record(interval)
+            raw = None if self.raw_interval is None else _fast_record(self.raw_interval)
+            for us in self.recorded:
+                if not record(us or 1):
+                    self.record_clamped(us)  # into both
+                elif raw is not None:
+                    raw(us or 1)
+            self.recorded.clear()
 
     def record_clamped(self, us: int) -> None:
         self.interval.record_value(_clamp(us))
@@ -150,8 +171,9 @@ class Recorder:
     def __init__(self, start_time: float) -> None:
         self._start = start_time
         self._series: dict[str, _Series] = {}
-        # name -> bound record_value of its interval histogram: the whole hot path
-        self._record: dict[str, Callable[[int], bool]] = {}
+        # name -> its list of latencies since the last tick: appending is the whole hot
+        # path; tick() records them into the histogram while that is warm in the cache
+        self._recorded: dict[str, list[int]] = {}
         self._pending: dict[str, dict[int, int]] = {}
         self._failures: dict[tuple[str, str, str], list[Any]] = {}  # [count, first_bot, first_t]
         self._new_failures: list[list[Any]] = []  # groups whose first_t the next tick sets
@@ -165,20 +187,16 @@ class Recorder:
         series = self._series.get(name)
         if series is None:
             series = self._series[name] = _Series(kind)
-            self._record[name] = _fast_record(series.interval)
+            self._recorded[name] = series.recorded
             self._pending[name] = series.pending
         return series
 
     def record(self, name: str, latency_us: int) -> None:
         """Record one successful request of ``latency_us`` µs under ``name``."""
         try:
-            record = self._record[name]
+            self._recorded[name].append(latency_us)
         except KeyError:
-            self._get(name)
-            record = self._record[name]
-        # record_value takes 0 (we want 1) and refuses out-of-range values with False
-        if not record(latency_us or 1):
-            self._series[name].record_clamped(latency_us)
+            self._get(name).recorded.append(latency_us)
 
     def record_corrected(self, name: str, latency_us: int, raw_us: int) -> None:
         """Record a coordinated-omission-corrected latency and its raw one.
@@ -192,13 +210,7 @@ class Recorder:
             series.raw_cum.add(series.cum)
             series.raw_interval = _new_hist()
             series.raw_interval.add(series.interval)
-            main, raw = series.interval.record_value, series.raw_interval.record_value
-
-            def both(us: int) -> bool:
-                raw(us)
-                return bool(main(us))
-
-            self._record[name] = both
+            # what record() buffered is flushed into both at the next tick
         series.interval.record_value(_clamp(latency_us))
         series.raw_interval.record_value(_clamp(raw_us))
 
@@ -253,12 +265,7 @@ class Recorder:
         request_failures = 0
         for name, series in sorted(self._series.items()):
             interval = series.interval
-            if series.pending:
-                record = _fast_record(interval)
-                for us, n in series.pending.items():
-                    if not record(us or 1, n):
-                        record(_clamp(us), n)
-                series.pending.clear()
+            series.flush()
             n = interval.get_total_count()
             failures = series.interval_failures
             if not n and not failures:
