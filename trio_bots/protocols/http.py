@@ -22,7 +22,7 @@ Semantics:
 Example:
     >>> import trio_bots
     >>> from trio_bots.protocols import http
-    >>> async def worker(bot: trio_bots.Bot) -> None:  # doctest: +SKIP
+    >>> async def worker(bot: trio_bots.Bot) -> None:
     ...     client = await http.connect(bot, "http://127.0.0.1:8080")
     ...     response = await client.get("/health")
     ...     assert response.status == 200
@@ -150,7 +150,7 @@ class Client(AsyncResource):
         connections: how many connections it has opened so far.
 
     Example:
-        >>> async def worker(bot):  # doctest: +SKIP
+        >>> async def worker(bot):
         ...     async with await http.connect(bot, "http://127.0.0.1:8080") as client:
         ...         r = await client.post("/login", json={"user": "bot"}, expect=[200, 401])
     """
@@ -212,7 +212,7 @@ class Client(AsyncResource):
             trio.BusyResourceError: another task is using this client.
 
         Example:
-            >>> async def worker(bot):  # doctest: +SKIP
+            >>> async def worker(bot):
             ...     client = await http.connect(bot, "http://127.0.0.1:8080")
             ...     r = await client.request("PATCH", "/items/1", json={"n": 2})
         """
@@ -247,7 +247,7 @@ class Client(AsyncResource):
         """Send a GET request; see `request`.
 
         Example:
-            >>> async def worker(bot):  # doctest: +SKIP
+            >>> async def worker(bot):
             ...     client = await http.connect(bot, "http://127.0.0.1:8080")
             ...     items = (await client.get("/items?page=1")).json()
         """
@@ -264,7 +264,7 @@ class Client(AsyncResource):
         """Send a HEAD request; the response has headers and an empty body.
 
         Example:
-            >>> async def worker(bot):  # doctest: +SKIP
+            >>> async def worker(bot):
             ...     client = await http.connect(bot, "http://127.0.0.1:8080")
             ...     size = (await client.head("/big")).headers["content-length"]
         """
@@ -283,7 +283,7 @@ class Client(AsyncResource):
         """Send a POST request with ``body`` or ``json``; see `request`.
 
         Example:
-            >>> async def worker(bot):  # doctest: +SKIP
+            >>> async def worker(bot):
             ...     client = await http.connect(bot, "http://127.0.0.1:8080")
             ...     r = await client.post("/login", json={"user": "bot"})
         """
@@ -304,7 +304,7 @@ class Client(AsyncResource):
         """Send a PUT request with ``body`` or ``json``; see `request`.
 
         Example:
-            >>> async def worker(bot):  # doctest: +SKIP
+            >>> async def worker(bot):
             ...     client = await http.connect(bot, "http://127.0.0.1:8080")
             ...     await client.put("/items/1", json={"n": 1})
         """
@@ -323,7 +323,7 @@ class Client(AsyncResource):
         """Send a DELETE request; see `request`.
 
         Example:
-            >>> async def worker(bot):  # doctest: +SKIP
+            >>> async def worker(bot):
             ...     client = await http.connect(bot, "http://127.0.0.1:8080")
             ...     await client.delete("/items/1", expect=[204, 404])
         """
@@ -512,7 +512,7 @@ class Client(AsyncResource):
         """Close the connection; the next request would open a new one.
 
         Example:
-            >>> async def worker(bot):  # doctest: +SKIP
+            >>> async def worker(bot):
             ...     client = await http.connect(bot, "http://127.0.0.1:8080")
             ...     await client.aclose()
         """
@@ -564,7 +564,7 @@ async def connect(
         trio_bots.ConnectError: the first connection failed.
 
     Example:
-        >>> async def worker(bot):  # doctest: +SKIP
+        >>> async def worker(bot):
         ...     client = await http.connect(bot, "https://localhost:8443",
         ...                                 headers={"Authorization": "Bearer x"})
         ...     await client.get("/me")

@@ -20,7 +20,7 @@ Semantics:
 Example:
     >>> encode("SET", "greeting", "hi")
     b'*3\\r\\n$3\\r\\nSET\\r\\n$8\\r\\ngreeting\\r\\n$2\\r\\nhi\\r\\n'
-    >>> async def worker(bot):  # doctest: +SKIP
+    >>> async def worker(bot):
     ...     redis = await resp.connect(bot, "redis://127.0.0.1:6379")
     ...     await redis.execute("SET", "greeting", "hi")
     ...     assert await redis.execute("GET", "greeting") == b"hi"
@@ -200,7 +200,7 @@ class Client:
         subscriptions: the channels and patterns subscribed to, as bytes.
 
     Example:
-        >>> async def worker(bot):  # doctest: +SKIP
+        >>> async def worker(bot):
         ...     async with await resp.connect(bot, "redis://127.0.0.1:6379") as redis:
         ...         hits = await redis.execute("INCR", "hits")
     """
@@ -239,7 +239,7 @@ class Client:
             ConfigError: a command other than (un)subscribe or PING while subscribed.
 
         Example:
-            >>> async def worker(bot):  # doctest: +SKIP
+            >>> async def worker(bot):
             ...     redis = await resp.connect(bot, "redis://127.0.0.1:6379")
             ...     assert await redis.execute("PING") == "PONG"
         """
@@ -262,7 +262,7 @@ class Client:
         It returns once the server has confirmed every channel.
 
         Example:
-            >>> async def worker(bot):  # doctest: +SKIP
+            >>> async def worker(bot):
             ...     redis = await resp.connect(bot, "redis://127.0.0.1:6379")
             ...     await redis.subscribe("news")
             ...     message = await redis.receive_message()
@@ -304,7 +304,7 @@ class Client:
             ProtocolError: the connection ended or sent something malformed.
 
         Example:
-            >>> async def worker(bot):  # doctest: +SKIP
+            >>> async def worker(bot):
             ...     message = await redis.receive_message()
             ...     print(message.channel, message.data)
         """
@@ -380,7 +380,7 @@ class Client:
         """Close the connection; the next command would open a new one.
 
         Example:
-            >>> async def worker(bot):  # doctest: +SKIP
+            >>> async def worker(bot):
             ...     await redis.aclose()
         """
         buffered, self._buffered = self._buffered, None
@@ -435,7 +435,7 @@ async def connect(bot: BotLike, url: str = "redis://127.0.0.1:6379") -> Client:
         trio_bots.ConnectError: the connection failed.
 
     Example:
-        >>> async def worker(bot):  # doctest: +SKIP
+        >>> async def worker(bot):
         ...     redis = await resp.connect(bot, "redis://127.0.0.1:6379/1")
     """
     client = Client(bot, url)

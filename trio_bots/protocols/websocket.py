@@ -15,7 +15,7 @@ Closing:
 
 Example:
     >>> from trio_bots.protocols import websocket
-    >>> async def worker(bot) -> None:  # doctest: +SKIP
+    >>> async def worker(bot) -> None:
     ...     async with await websocket.connect(bot, "ws://127.0.0.1:9000/chat") as ws:
     ...         await ws.send("hello")
     ...         async with bot.measure("echo"):
@@ -86,7 +86,7 @@ class WebSocket(AsyncResource):
         closed: the `ConnectionClosed` describing the close, or None while open.
 
     Example:
-        >>> async def worker(bot):  # doctest: +SKIP
+        >>> async def worker(bot):
         ...     ws = await websocket.connect(bot, "ws://127.0.0.1:9000/chat")
         ...     await ws.send(b"\\x01\\x02")
         ...     data = await ws.receive()  # bytes, because the server sent binary
@@ -127,7 +127,7 @@ class WebSocket(AsyncResource):
             ConnectionClosed: the connection is closed.
 
         Example:
-            >>> async def worker(bot):  # doctest: +SKIP
+            >>> async def worker(bot):
             ...     ws = await websocket.connect(bot, "ws://127.0.0.1:9000/chat")
             ...     await ws.send('{"op": "join"}')
         """
@@ -148,7 +148,7 @@ class WebSocket(AsyncResource):
                 message larger than ``max_message_size`` (closed with 1009).
 
         Example:
-            >>> async def worker(bot):  # doctest: +SKIP
+            >>> async def worker(bot):
             ...     ws = await websocket.connect(bot, "ws://127.0.0.1:9000/chat")
             ...     text = await ws.receive()
         """
@@ -167,7 +167,7 @@ class WebSocket(AsyncResource):
             ConnectionClosed: the connection closed before the pong came.
 
         Example:
-            >>> async def worker(bot):  # doctest: +SKIP
+            >>> async def worker(bot):
             ...     ws = await websocket.connect(bot, "ws://127.0.0.1:9000/chat")
             ...     async with bot.measure("ws ping"):
             ...         await ws.ping()
@@ -194,7 +194,7 @@ class WebSocket(AsyncResource):
         The wait is bounded by `CLOSE_TIMEOUT` seconds. Closing twice is harmless.
 
         Example:
-            >>> async def worker(bot):  # doctest: +SKIP
+            >>> async def worker(bot):
             ...     ws = await websocket.connect(bot, "ws://127.0.0.1:9000/chat")
             ...     await ws.aclose(1001, "bot leaving")
         """
@@ -387,7 +387,7 @@ async def connect(
             HTTP status) or broke the handshake.
 
     Example:
-        >>> async def worker(bot):  # doctest: +SKIP
+        >>> async def worker(bot):
         ...     ws = await websocket.connect(bot, "wss://example.test/chat",
         ...                                  subprotocols=["chat.v1"])
     """
