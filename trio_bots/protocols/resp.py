@@ -30,8 +30,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self, TypeAlias
+from typing import TypeAlias
 from urllib.parse import urlsplit
 
 import anyio
@@ -39,7 +38,7 @@ import trio
 
 from .._errors import ConfigError, ProtocolError
 from ._types import BotLike
-from ._util import aclose_forcefully
+from ._util import AsyncResource, aclose_forcefully
 from .framing import Buffered
 
 __all__ = ["Client", "Error", "Message", "Reply", "connect", "encode", "read_reply"]
@@ -189,7 +188,7 @@ def _integer(text: bytes, line: bytes) -> int:
         raise ProtocolError(f"expected an integer in the reply line {line[:40]!r}") from None
 
 
-class Client:
+class Client(AsyncResource):
     """A Redis connection bound to one bot; get one from `connect`.
 
     It is an async context manager; leaving it closes the connection.
@@ -387,17 +386,6 @@ class Client:
         self.subscriptions.clear()
         if buffered is not None:
             await buffered.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         state = "connected" if self._buffered is not None else "idle"
