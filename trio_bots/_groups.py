@@ -450,11 +450,13 @@ class Groups:
 
     # receiving
 
-    def _taken(self, msg: Message, now: float) -> None:
-        """Record the fan-out latency of a message the receiver just took."""
+    def _taken(self, msg: Message, now: float | None = None) -> None:
+        """Record the fan-out latency of a message the receiver just took (now, by default)."""
         fanout = self.fanout
         if fanout == "off":
             return
+        if now is None:
+            now = self.clock()
         if fanout == "total":
             name = "fanout"
         else:
@@ -494,7 +496,7 @@ class Groups:
         for index, msg in enumerate(pending):
             if flt.match(msg):
                 del pending[index]
-                self._taken(msg, self.clock())
+                self._taken(msg)
                 return msg
         return None
 
@@ -527,8 +529,8 @@ class Groups:
                 msg = receive_nowait()
                 if msg is _WAKE:
                     continue
-                if flt.match(msg):
-                    self._taken(msg, self.clock())
+                if flt is _RECV_ALL or flt.match(msg):
+                    self._taken(msg)
                     return msg  # type: ignore[no-any-return]
                 inbox.pending.append(msg)
         except self.backend.nothing_to_take:
@@ -570,7 +572,7 @@ class Groups:
             if msg is _WAKE:
                 continue
             if flt.match(msg):
-                self._taken(msg, self.clock())
+                self._taken(msg)
                 return msg  # type: ignore[no-any-return]
             inbox.pending.append(msg)
 
