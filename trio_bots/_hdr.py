@@ -18,6 +18,7 @@ import itertools
 import math
 import operator
 import sys
+from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Mapping
 from functools import cache
@@ -93,12 +94,16 @@ def _clamp(us: float) -> int:
 
 
 @cache
-def _value_tables() -> tuple[list[int], list[int], list[int]]:
-    """Lowest, highest and median equivalent µs value of every counts index."""
+def _value_tables() -> tuple[array[int], array[int], array[int]]:
+    """Lowest, highest and median equivalent µs value of every counts index.
+
+    Arrays of machine ints, not lists: 0.6 MB instead of 2.5 MB for the life of the
+    process, which shows in the memory a small swarm costs.
+    """
     proto = _proto()
-    low = [proto.get_value_from_index(i) for i in range(proto.counts_len)]
-    high = [proto.get_highest_equivalent_value(v) for v in low]
-    mid = [lo + (hi - lo + 1) // 2 for lo, hi in zip(low, high, strict=True)]
+    low = array("q", (proto.get_value_from_index(i) for i in range(proto.counts_len)))
+    high = array("q", (proto.get_highest_equivalent_value(v) for v in low))
+    mid = array("q", (lo + (hi - lo + 1) // 2 for lo, hi in zip(low, high, strict=True)))
     return low, high, mid
 
 
