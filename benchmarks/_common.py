@@ -263,6 +263,22 @@ def paired_ratio(results: Mapping[str, list[Result]], a: str, b: str, key: str) 
     return median([x[key] / y[key] for x, y in zip(results[a], results[b], strict=True)])
 
 
+def rate_rows(
+    results: Mapping[str, list[Result]],
+    med: Mapping[str, Result],
+    *,
+    key: str,
+    cpu_key: str,
+    unit: str,
+) -> list[tuple[str, str, str]]:
+    """Table rows for each side's median throughput (with its spread) and per CPU-second."""
+    rows = [
+        (f"{name} {unit}", f"{m[key]:,.0f}", spread(results[name], key)) for name, m in med.items()
+    ]
+    rows += [(f"{name} per CPU-s", f"{m[cpu_key]:,.0f}", "") for name, m in med.items()]
+    return rows
+
+
 def ratio_rows(
     results: Mapping[str, list[Result]],
     comparisons: Sequence[tuple[str, str, str, float | None]],

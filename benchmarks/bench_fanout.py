@@ -37,9 +37,9 @@ from _common import (
     phase_times,
     print_environment,
     print_table,
+    rate_rows,
     ratio_rows,
     run_single,
-    spread,
     write_json,
 )
 
@@ -156,11 +156,7 @@ def main() -> None:
     results = alternate(sides, args.runs)
     med = medians(results)
     key, cpu_key = "deliveries_per_s", "deliveries_per_cpu_s"
-    rows = [
-        (f"{name} deliveries/s", f"{m[key]:,.0f}", spread(results[name], key))
-        for name, m in med.items()
-    ]
-    rows += [(f"{name} per CPU-s", f"{m[cpu_key]:,.0f}", "") for name, m in med.items()]
+    rows = rate_rows(results, med, key=key, cpu_key=cpu_key, unit="deliveries/s")
     rows += ratio_rows(
         results,
         [

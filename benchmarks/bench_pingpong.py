@@ -34,6 +34,7 @@ from _common import (
     phase_times,
     print_environment,
     print_table,
+    rate_rows,
     ratio_rows,
     run_single,
     spread,
@@ -159,11 +160,7 @@ def main() -> None:
         results = alternate(sides, args.runs)
     med = medians(results)
     key, cpu_key = "round_trips_per_s", "round_trips_per_cpu_s"
-    rows = [
-        (f"{name} round trips/s", f"{m[key]:,.0f}", spread(results[name], key))
-        for name, m in med.items()
-    ]
-    rows += [(f"{name} per CPU-s", f"{m[cpu_key]:,.0f}", "") for name, m in med.items()]
+    rows = rate_rows(results, med, key=key, cpu_key=cpu_key, unit="round trips/s")
     rows += ratio_rows(
         results,
         [

@@ -488,7 +488,7 @@ class Groups:
                 msg = receive_nowait()
                 if msg is not _WAKE:
                     pending.append(msg)
-        except (self.backend.would_block, *self.backend.end_of_channel):
+        except self.backend.nothing_to_take:
             pass
 
     def _take_pending(self, inbox: Inbox, flt: RecvFilter) -> Message | None:
