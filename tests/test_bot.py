@@ -89,7 +89,7 @@ async def test_connect_tcp_gives_a_trio_stream_or_the_adapter(anyio_backend: str
     if anyio_backend == "trio":
         assert seen["type"] is trio.SocketStream
     else:
-        assert seen["type"] is trio_bots._transport.AsyncioStream
+        assert seen["type"] is trio_bots._core.transport.AsyncioStream
     assert seen["nodelay"] != 0
     assert seen["echo"] == b"ping"
     assert seen["big"] == 100_000
@@ -218,7 +218,7 @@ async def test_tls_with_a_trusted_ca_gives_a_handshaken_stream(
         assert seen["type"] is trio.SSLStream
         assert seen["version"].startswith("TLS")
     else:
-        assert seen["type"] is trio_bots._transport.AsyncioStream
+        assert seen["type"] is trio_bots._core.transport.AsyncioStream
 
 
 @pytest.mark.anyio

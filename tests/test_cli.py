@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from trio_bots import ConfigError
-from trio_bots._cli_parse import (
+from trio_bots.cli._parse import (
     load_scenario,
     parse_duration,
     parse_host,
@@ -26,7 +26,7 @@ from trio_bots._cli_parse import (
     parse_think_time,
     split_spec,
 )
-from trio_bots._cli_run import Outcome
+from trio_bots.cli._run import Outcome
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 #: Upper bound for one CLI run in these tests; runs last about a second.

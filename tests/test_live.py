@@ -15,9 +15,9 @@ import trio.testing
 from rich.console import Console
 
 from trio_bots import Bot, open_swarm
-from trio_bots._live import plain_line, render_live, watch_swarm
-from trio_bots._metrics import Recorder
-from trio_bots._swarm import SwarmStatistics
+from trio_bots._core.swarm import SwarmStatistics
+from trio_bots.cli._live import plain_line, render_live, watch_swarm
+from trio_bots.metrics import Recorder
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trio_bots._errors import ConfigError
-from trio_bots._metrics import (
+from trio_bots.metrics import (
     FailureGroup,
     Recorder,
     Stats,
@@ -346,7 +346,7 @@ def test_json_round_trip_then_merge() -> None:
 
 
 def test_same_bucket() -> None:
-    from trio_bots._metrics import same_bucket
+    from trio_bots.metrics import same_bucket
 
     assert same_bucket(0.001, 0.001) and not same_bucket(0.001, 0.001001)
     assert same_bucket(0.099, 0.099007) and not same_bucket(0.099, 0.09901)
@@ -356,7 +356,7 @@ def test_same_bucket() -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.integers(min_value=0, max_value=2 * 3_600_000_000), max_size=200))
 def test_fast_record_equals_hdrh_record_value(values: list[int]) -> None:
-    from trio_bots._hdr import HIGHEST_US, _fast_record, _new_hist
+    from trio_bots.metrics._hdr import HIGHEST_US, _fast_record, _new_hist
 
     ours, theirs = _new_hist(), _new_hist()
     record = _fast_record(ours)

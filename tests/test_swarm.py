@@ -637,7 +637,7 @@ async def noop(bot: trio_bots.Bot) -> None:
 
 @pytest.mark.trio
 async def test_preflight_raises_the_soft_limit_only_as_far_as_needed(limits: FakeLimits) -> None:
-    from trio_bots._options import FD_HEADROOM
+    from trio_bots._core.options import FD_HEADROOM
 
     with trio.fail_after(10):
         await trio_bots.swarm(noop, 2000)
@@ -646,7 +646,7 @@ async def test_preflight_raises_the_soft_limit_only_as_far_as_needed(limits: Fak
 
 @pytest.mark.trio
 async def test_preflight_counts_sockets_per_bot(limits: FakeLimits) -> None:
-    from trio_bots._options import FD_HEADROOM
+    from trio_bots._core.options import FD_HEADROOM
 
     with trio.fail_after(10):
         await trio_bots.swarm(noop, 1000, sockets_per_bot=3)

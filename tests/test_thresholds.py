@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trio_bots._errors import ConfigError, ThresholdError
-from trio_bots._metrics import Recorder, StatsMap, stats_from_snapshot
-from trio_bots._thresholds import (
+from trio_bots.metrics import Recorder, StatsMap, stats_from_snapshot
+from trio_bots.metrics._thresholds import (
     Threshold,
     ThresholdResult,
     assert_thresholds,

@@ -23,8 +23,8 @@ from typing import Any, overload
 
 import trio
 
-from ._bot import Bot
-from ._swarm import SwarmResult, swarm
+from ._core.bot import Bot
+from ._core.swarm import SwarmResult, swarm
 
 Factory = Callable[..., Any]
 

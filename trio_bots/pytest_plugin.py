@@ -40,7 +40,7 @@ import trio
 from ._errors import TrioBotsError
 
 if TYPE_CHECKING:
-    from ._swarm import SwarmResult
+    from ._core.swarm import SwarmResult
 
 #: How long teardown waits for the echo server's thread to end.
 _JOIN_TIMEOUT = 10.0
@@ -75,7 +75,7 @@ async def _run_swarm(
     worker: Any, size: int, /, *, thresholds: Sequence[str] = (), **options: Any
 ) -> SwarmResult:
     __tracebackhide__ = True  # the failure is the swarm's, not this helper's
-    from ._swarm import swarm  # lazily: the plugin loads in every pytest run
+    from ._core.swarm import swarm  # lazily: the plugin loads in every pytest run
 
     if isinstance(thresholds, str):
         thresholds = [thresholds]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias
 
 from .._errors import ConfigError
-from .._metrics import Stats, StatsMap, stats_from_snapshot
+from ..metrics import Stats, StatsMap, stats_from_snapshot
 
 SCHEMA = "trio-bots/1"
 

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .._metrics import failures_from_snapshot
+from ..metrics import failures_from_snapshot
 from ._common import (
     CONSOLE_PERCENTILES,
     RunLike,
@@ -51,7 +51,7 @@ def render_console(run: RunLike, console: Console | None = None) -> None:
     Example:
         >>> import io
         >>> from rich.console import Console
-        >>> from trio_bots._metrics import Recorder
+        >>> from trio_bots.metrics import Recorder
         >>> rec = Recorder(start_time=0.0)
         >>> rec.record("login", 1500)
         >>> run = {"schema": "trio-bots/1", "time_unit": "s", "thresholds": [],

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .._metrics import Stats, failures_from_snapshot
+from ..metrics import Stats, failures_from_snapshot
 from ._common import (
     TOTAL_NAME,
     RunLike,
@@ -89,7 +89,7 @@ def write_csv(
 
     Example:
         >>> import csv, tempfile, pathlib
-        >>> from trio_bots._metrics import Recorder
+        >>> from trio_bots.metrics import Recorder
         >>> rec = Recorder(start_time=0.0)
         >>> rec.record("login", 1500)
         >>> rec.tick(1.0, bots_running=1)

@@ -2,7 +2,7 @@
 
 The per-second history needs the figures of a timeline bucket's histogram
 and of the running sum of them; wrapping each in a one-name snapshot keeps
-the percentile rules in one place (`trio_bots._metrics`).
+the percentile rules in one place (`trio_bots.metrics`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from .._metrics import Stats, stats_from_snapshot
+from ..metrics import Stats, stats_from_snapshot
 
 # The metrics spec's histograms: integer µs from 1 µs to one hour, 3 digits.
 _LOWEST_US = 1

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigError
-from .._metrics import Stats, failures_from_snapshot
+from ..metrics import Stats, failures_from_snapshot
 from ._common import (
     CONSOLE_PERCENTILES,
     RunLike,
@@ -106,7 +106,7 @@ def write_html(run: RunLike, path: str | os.PathLike[str]) -> Path:
 
     Example:
         >>> import tempfile, pathlib
-        >>> from trio_bots._metrics import Recorder
+        >>> from trio_bots.metrics import Recorder
         >>> rec = Recorder(start_time=0.0)
         >>> rec.record("login", 1200)
         >>> rec.tick(1.0, bots_running=1)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigError
-from .._metrics import Stats, failures_from_snapshot
+from ..metrics import Stats, failures_from_snapshot
 from ._common import (
     SCHEMA,
     RunLike,
@@ -51,7 +51,7 @@ def to_json_dict(run: RunLike) -> dict[str, Any]:
         ConfigError: *run* is not a run snapshot.
 
     Example:
-        >>> from trio_bots._metrics import Recorder
+        >>> from trio_bots.metrics import Recorder
         >>> rec = Recorder(start_time=0.0)
         >>> rec.record("login", 2000)
         >>> run = {"schema": "trio-bots/1", "time_unit": "s", "thresholds": [],
@@ -123,7 +123,7 @@ def write_json(run: RunLike, path: str | os.PathLike[str]) -> Path:
 
     Example:
         >>> import json, tempfile, pathlib
-        >>> from trio_bots._metrics import Recorder
+        >>> from trio_bots.metrics import Recorder
         >>> rec = Recorder(start_time=0.0)
         >>> run = {"schema": "trio-bots/1", "time_unit": "s", "thresholds": [], "run": {},
         ...        "metrics": rec.snapshot(1.0, bots_running=0, active_seconds=1.0)}
@@ -159,7 +159,7 @@ def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     Example:
         >>> import tempfile, pathlib
-        >>> from trio_bots._metrics import Recorder
+        >>> from trio_bots.metrics import Recorder
         >>> rec = Recorder(start_time=0.0)
         >>> rec.record_failure("login", "OSError", "reset", 1)
         >>> run = {"schema": "trio-bots/1", "time_unit": "s", "thresholds": [], "run": {},

@@ -28,7 +28,7 @@ import anyio.abc
 import sniffio
 import trio
 
-from ._errors import ConnectError
+from .._errors import ConnectError
 
 _RECEIVE_SIZE = 65536
 

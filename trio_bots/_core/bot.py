@@ -22,15 +22,15 @@ from typing import TYPE_CHECKING, Any
 import sniffio
 import trio
 
-from . import _transport
-from ._errors import RequestTimeout
-from ._groups import _RECV_ALL, Inbox, Message, RecvFilter, SendFilter
+from .._errors import RequestTimeout
+from . import transport as _transport
+from .messaging import _RECV_ALL, Inbox, Message, RecvFilter, SendFilter
 
 if TYPE_CHECKING:
     import ssl
 
-    from ._load import Iterations
-    from ._swarm import Swarm
+    from .load import Iterations
+    from .swarm import Swarm
 
 logger = logging.getLogger("trio_bots")
 
@@ -73,7 +73,7 @@ def _bot_of_trio_task(task: Any) -> Bot | None:
     On trio a bot's task runs ``Swarm._run_bot(bot, worker)``; finding the bot
     there costs nothing per bot, where a context variable costs ~130 bytes.
     """
-    from ._swarm import Swarm
+    from .swarm import Swarm
 
     run_bot_code = Swarm._run_bot.__code__
     while task is not None:
@@ -402,7 +402,7 @@ class Bot:
             ...             async with bot.measure("ping"):
             ...                 await stream.send_all(b"PING\\n")
         """
-        from ._load import Iterations
+        from .load import Iterations
 
         return Iterations(self)
 

@@ -21,7 +21,7 @@ import resource
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ._errors import ConfigError
+from .._errors import ConfigError
 
 DEFAULTS: dict[str, Any] = {
     "factory": None,

@@ -28,7 +28,7 @@ compare equal: ``p99 <= 99ms`` passes when p99 reads 99.007 ms, the top
 of the bucket that holds 99 ms, and ``p99 < 99ms`` fails.
 
 Example:
-    >>> from trio_bots._metrics import Recorder, stats_from_snapshot
+    >>> from trio_bots.metrics import Recorder, stats_from_snapshot
     >>> rec = Recorder(0.0)
     >>> for us in (20_000, 30_000, 80_000):
     ...     rec.record("login", us)
@@ -49,8 +49,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Final, NamedTuple
 
-from ._errors import ConfigError, ThresholdError
-from ._metrics import Stats, StatsMap, same_bucket
+from .._errors import ConfigError, ThresholdError
+from ._hdr import same_bucket
+from ._stats import Stats, StatsMap
 
 __all__ = [
     "Threshold",
@@ -418,7 +419,7 @@ def check_thresholds(
         ConfigError: for a malformed expression, or a name never recorded.
 
     Example:
-        >>> from trio_bots._metrics import Recorder, stats_from_snapshot
+        >>> from trio_bots.metrics import Recorder, stats_from_snapshot
         >>> rec = Recorder(0.0)
         >>> rec.record("ping", 900)
         >>> stats = stats_from_snapshot(rec.snapshot(1.0, bots_running=0, active_seconds=1.0))
@@ -455,7 +456,7 @@ def assert_thresholds(
         ConfigError: for a malformed expression, or a name never recorded.
 
     Example:
-        >>> from trio_bots._metrics import Recorder, stats_from_snapshot
+        >>> from trio_bots.metrics import Recorder, stats_from_snapshot
         >>> rec = Recorder(0.0)
         >>> rec.record("login", 80_200)
         >>> stats = stats_from_snapshot(rec.snapshot(1.0, bots_running=0, active_seconds=1.0))

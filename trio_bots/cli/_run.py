@@ -25,7 +25,10 @@ from typing import Any
 import anyio
 from rich.console import Console
 
-from ._cli_parse import (
+from .._core.options import preflight_fds, validate_options
+from .._errors import ConfigError, SwarmAborted
+from ._live import ViewMode, watch_swarm
+from ._parse import (
     load_scenario,
     parse_duration,
     parse_host,
@@ -34,9 +37,6 @@ from ._cli_parse import (
     parse_schedule,
     parse_think_time,
 )
-from ._errors import ConfigError, SwarmAborted
-from ._live import ViewMode, watch_swarm
-from ._options import preflight_fds, validate_options
 
 #: Exit codes (DESIGN.md); a signal exits 128 + its number (130, 143).
 EXIT_OK = 0
@@ -180,7 +180,7 @@ def plan_run(spec: str, flags: Flags, thresholds: list[str]) -> Plan:
     """Parse every flag and threshold, import the scenario, validate the options."""
     try:
         if thresholds:
-            from ._thresholds import parse_threshold
+            from ..metrics._thresholds import parse_threshold
 
             for expression in thresholds:
                 parse_threshold(expression)
@@ -284,7 +284,7 @@ def execute(plan: Plan, console: Console) -> Outcome:
 
 
 async def _drive(plan: Plan, console: Console) -> Outcome:
-    from ._swarm import open_swarm
+    from .._core.swarm import open_swarm
 
     running: Any = None
     aborted: SwarmAborted | None = None
@@ -307,7 +307,7 @@ async def _drive(plan: Plan, console: Console) -> Outcome:
 
 def report(plan: Plan, outcome: Outcome, console: Console) -> int:
     """Evaluate thresholds, print the console report, write the files; the exit code."""
-    from .report import render_console, write_csv, write_html, write_json
+    from ..report import render_console, write_csv, write_html, write_json
 
     result = outcome.result
     outcome.threshold_results = [_check_one(result, expr) for expr in plan.thresholds]
@@ -342,7 +342,7 @@ def report(plan: Plan, outcome: Outcome, console: Console) -> int:
 
 def _check_one(result: Any, expression: str) -> Any:
     """Evaluate one threshold; one that cannot be evaluated (a name never recorded) fails."""
-    from ._thresholds import ThresholdResult, parse_threshold
+    from ..metrics._thresholds import ThresholdResult, parse_threshold
 
     try:
         [checked] = result.check(expression)

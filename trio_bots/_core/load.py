@@ -35,11 +35,11 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._errors import ConfigError
+from .._errors import ConfigError
 
 if TYPE_CHECKING:
-    from ._bot import Bot
-    from ._swarm import Swarm
+    from .bot import Bot
+    from .swarm import Swarm
 
 
 class Iteration:

@@ -22,12 +22,12 @@ from typing import Any
 
 import anyio
 
-from . import _metrics
-from ._backend import Backend, current_backend
-from ._bot import Bot, _current_bot
-from ._errors import ConfigError, SwarmAborted
-from ._groups import Groups
-from ._options import preflight_fds, validate_options
+from .. import metrics as _metrics
+from .._errors import ConfigError, SwarmAborted
+from .backend import Backend, current_backend
+from .bot import Bot, _current_bot
+from .messaging import Groups
+from .options import preflight_fds, validate_options
 
 Worker = Callable[[Bot], Awaitable[Any]]
 
@@ -52,7 +52,7 @@ class SwarmStatistics:
     """A frozen snapshot of a running swarm, from `Swarm.statistics`.
 
     Times are seconds on the swarm clock; `metrics` is a plain-data metrics
-    snapshot (see `trio_bots._metrics`).
+    snapshot (see `trio_bots.metrics`).
 
     Example:
         >>> async def watch(swarm):
@@ -129,7 +129,7 @@ class SwarmResult:
             >>> [r.passed for r in result.check("failure_rate < 1%", "count(login) >= 5")]
             [True, True]
         """
-        from ._thresholds import check_thresholds
+        from ..metrics._thresholds import check_thresholds
 
         return list(check_thresholds(self.stats, thresholds))
 
@@ -144,7 +144,7 @@ class SwarmResult:
             >>> result = trio.run(trio_bots.swarm, worker, 5)
             >>> _ = result.assert_thresholds("p99(login) < 1s", "failure_rate == 0")
         """
-        from ._thresholds import assert_thresholds
+        from ..metrics._thresholds import assert_thresholds
 
         return list(assert_thresholds(self.stats, thresholds))
 
@@ -600,7 +600,7 @@ async def open_swarm(worker: Any, size: int, **options: Any) -> AsyncIterator[Sw
     if validated["factory"] is not None:
         awaitables = _awaitables_from_factory(validated["factory"], worker, size)
         worker, size = _await_own_awaitable(awaitables), len(awaitables)
-    from ._load import make_load
+    from .load import make_load
 
     try:
         preflight_fds(size, validated)

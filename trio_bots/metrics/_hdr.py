@@ -26,7 +26,7 @@ from typing import Any, Final
 
 from hdrh.histogram import HdrHistogram
 
-from ._errors import ConfigError
+from .._errors import ConfigError
 
 SNAPSHOT_VERSION: Final = 1
 LOWEST_US: Final = 1

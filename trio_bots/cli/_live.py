@@ -9,7 +9,7 @@ the last second (the last complete timeline bucket). When stdout is not a
 terminal it prints one plain line a second instead.
 
 Example:
-    >>> from trio_bots._swarm import SwarmStatistics
+    >>> from trio_bots._core.swarm import SwarmStatistics
     >>> stats = SwarmStatistics(elapsed=2.0, duration=10.0, bots_running=5, bots_target=5,
     ...     bots_started=5, bots_finished=0, dropped_messages=0, dropped_arrivals=0,
     ...     stopping=False, metrics={"names": {}, "timeline": []})
@@ -31,10 +31,10 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from .report import format_duration
+from ..report import format_duration
 
 if TYPE_CHECKING:
-    from ._swarm import Swarm, SwarmStatistics
+    from .._core.swarm import Swarm, SwarmStatistics
 
 #: Seconds between redraws of the live panel, and between plain lines.
 LIVE_EVERY = 0.5
@@ -104,7 +104,7 @@ def plain_line(stats: SwarmStatistics, planned: float | None = None) -> str:
             ``duration`` is None but stages give one.
 
     Example:
-        >>> from trio_bots._swarm import SwarmStatistics
+        >>> from trio_bots._core.swarm import SwarmStatistics
         >>> stats = SwarmStatistics(elapsed=75.0, duration=None, bots_running=3,
         ...     bots_target=4, bots_started=3, bots_finished=0, dropped_messages=0,
         ...     dropped_arrivals=2, stopping=True, metrics={"names": {}, "timeline": []})
@@ -144,7 +144,7 @@ def render_live(
 
     Example:
         >>> import io
-        >>> from trio_bots._swarm import SwarmStatistics
+        >>> from trio_bots._core.swarm import SwarmStatistics
         >>> stats = SwarmStatistics(elapsed=2.0, duration=10.0, bots_running=5,
         ...     bots_target=5, bots_started=5, bots_finished=0, dropped_messages=0,
         ...     dropped_arrivals=0, stopping=False, metrics={"names": {}, "timeline": []})

@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import trio
 
-from ._errors import BotGone, ConfigError, InboxFull
+from .._errors import BotGone, ConfigError, InboxFull
 
 if TYPE_CHECKING:
-    from ._backend import Backend
-    from ._bot import Bot
-    from ._metrics import Recorder
+    from ..metrics import Recorder
+    from .backend import Backend
+    from .bot import Bot
 
 logger = logging.getLogger("trio_bots")
 

@@ -35,8 +35,8 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 
-from . import __version__
-from ._cli_run import (
+from .. import __version__
+from ._run import (
     EXIT_OK,
     EXIT_USAGE,
     CliExit,
@@ -421,6 +421,3 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         raise
     raise SystemExit(EXIT_OK)
 
-
-if __name__ == "__main__":
-    main()

@@ -4,7 +4,7 @@ Everything here reads plain-data snapshots (see `_metrics`); times come out
 as float seconds, NaN when there are no samples.
 
 Example:
-    >>> from trio_bots._metrics import Recorder
+    >>> from trio_bots.metrics import Recorder
     >>> rec = Recorder(start_time=0.0)
     >>> rec.record("login", 2000)
     >>> stats = stats_from_snapshot(rec.snapshot(1.0, bots_running=1, active_seconds=1.0))
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from ._errors import ConfigError
+from .._errors import ConfigError
 from ._hdr import (
     _NAN,
     _add_encoded,
@@ -46,7 +46,7 @@ class Stats:
     recorded and NaN otherwise.
 
     Example:
-        >>> from trio_bots._metrics import Recorder
+        >>> from trio_bots.metrics import Recorder
         >>> rec = Recorder(0.0)
         >>> rec.record("get", 1500)
         >>> s = stats_from_snapshot(rec.snapshot(2.0, bots_running=0, active_seconds=2.0))["get"]
@@ -155,7 +155,7 @@ class StatsMap(Mapping[str, Stats]):
     """`Stats` per name, plus `total` over the request (not fan-out) names.
 
     Example:
-        >>> from trio_bots._metrics import Recorder
+        >>> from trio_bots.metrics import Recorder
         >>> rec = Recorder(0.0)
         >>> rec.record("a", 1000); rec.record("b", 3000); rec.record_fanout("direct", 5)
         >>> stats = stats_from_snapshot(rec.snapshot(1.0, bots_running=0, active_seconds=1.0))
@@ -209,7 +209,7 @@ def stats_from_snapshot(snapshot: Mapping[str, Any]) -> StatsMap:
     """Read the `Stats` of every name from a metrics (or run) snapshot.
 
     Example:
-        >>> from trio_bots._metrics import Recorder
+        >>> from trio_bots.metrics import Recorder
         >>> rec = Recorder(0.0)
         >>> stats_from_snapshot(rec.snapshot(0.0, bots_running=0, active_seconds=0.0)).total.rps
         0.0
@@ -261,7 +261,7 @@ def failures_from_snapshot(snapshot: Mapping[str, Any]) -> list[FailureGroup]:
     """The request failure groups, most frequent first.
 
     Example:
-        >>> from trio_bots._metrics import Recorder
+        >>> from trio_bots.metrics import Recorder
         >>> rec = Recorder(0.0)
         >>> rec.record_failure("a", "OSError", "reset", 1)
         >>> rec.record_failure("b", "KeyError", "'x'", None)
@@ -296,7 +296,7 @@ class TimelineBucket:
     ``names`` holds every name active in that second, fan-out included.
 
     Example:
-        >>> from trio_bots._metrics import Recorder
+        >>> from trio_bots.metrics import Recorder
         >>> rec = Recorder(0.0)
         >>> rec.record("a", 2000)
         >>> snap = rec.snapshot(0.4, bots_running=5, active_seconds=0.4)

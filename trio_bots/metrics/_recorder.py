@@ -9,6 +9,7 @@ in seconds, NaN when there are no samples. The readers (`Stats`,
 `_hdr`; both are re-exported here.
 
 Example:
+    >>> from trio_bots.metrics import failures_from_snapshot, stats_from_snapshot
     >>> rec = Recorder(start_time=0.0)
     >>> for us in (1000, 2000, 3000):
     ...     rec.record("login", us)
@@ -48,32 +49,7 @@ from ._hdr import (
     _seconds,
     _sorted_failures,
     _us,
-    same_bucket,
 )
-from ._stats import (
-    FailureGroup,
-    Stats,
-    StatsMap,
-    TimelineBucket,
-    TimelineName,
-    failures_from_snapshot,
-    stats_from_snapshot,
-    timeline_from_snapshot,
-)
-
-__all__ = [
-    "FailureGroup",
-    "Recorder",
-    "Stats",
-    "StatsMap",
-    "TimelineBucket",
-    "TimelineName",
-    "failures_from_snapshot",
-    "merge",
-    "same_bucket",
-    "stats_from_snapshot",
-    "timeline_from_snapshot",
-]
 
 
 class _Series:
@@ -412,6 +388,7 @@ def merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
     are not modified.
 
     Example:
+        >>> from trio_bots.metrics import stats_from_snapshot
         >>> a, b = Recorder(0.0), Recorder(0.0)
         >>> a.record("ping", 1000)
         >>> b.record("ping", 3000)

@@ -1,0 +1,48 @@
+"""Measurements: HDR histograms per name, snapshots, exact merges, `Stats` and thresholds.
+
+The engine feeds a `Recorder`; everything else reads its plain-data
+*snapshots*, which pickle, travel between processes and `merge` exactly.
+
+Example:
+    >>> from trio_bots.metrics import Recorder, stats_from_snapshot
+    >>> rec = Recorder(start_time=0.0)
+    >>> rec.record("login", 2000)
+    >>> stats_from_snapshot(rec.snapshot(1.0, bots_running=1, active_seconds=1.0))["login"].count
+    1
+"""
+
+from ._hdr import same_bucket as same_bucket
+from ._recorder import Recorder as Recorder
+from ._recorder import merge as merge
+from ._stats import FailureGroup as FailureGroup
+from ._stats import Stats as Stats
+from ._stats import StatsMap as StatsMap
+from ._stats import TimelineBucket as TimelineBucket
+from ._stats import TimelineName as TimelineName
+from ._stats import failures_from_snapshot as failures_from_snapshot
+from ._stats import stats_from_snapshot as stats_from_snapshot
+from ._stats import timeline_from_snapshot as timeline_from_snapshot
+from ._thresholds import Threshold as Threshold
+from ._thresholds import ThresholdResult as ThresholdResult
+from ._thresholds import assert_thresholds as assert_thresholds
+from ._thresholds import check_thresholds as check_thresholds
+from ._thresholds import parse_threshold as parse_threshold
+
+__all__ = [
+    "FailureGroup",
+    "Recorder",
+    "Stats",
+    "StatsMap",
+    "Threshold",
+    "ThresholdResult",
+    "TimelineBucket",
+    "TimelineName",
+    "assert_thresholds",
+    "check_thresholds",
+    "failures_from_snapshot",
+    "merge",
+    "parse_threshold",
+    "same_bucket",
+    "stats_from_snapshot",
+    "timeline_from_snapshot",
+]
