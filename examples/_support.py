@@ -19,7 +19,7 @@ import tempfile
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import trio
 
@@ -86,7 +86,15 @@ async def check_heard(
 
     Example:
         >>> async def worker(bot):
-        ...     ok = await check_heard(bot, Heard(), "bot1", [], wait=1.0)
+        ...     heard = Heard()
+        ...     heard.add("bot1", "hi")
+        ...     print(await check_heard(bot, heard, "bot1", ["hi"], wait=1.0))
+        ...     print(await check_heard(bot, heard, "bot1", ["hi", "there"], wait=0.01))
+        >>> result = trio.run(trio_bots.swarm, worker, 1)
+        True
+        False
+        >>> result.failures[0].message
+        'got 1 of the 2 messages bot1 sent'
     """
     async with bot.measure("check") as m:
         with trio.move_on_after(wait):
@@ -329,8 +337,10 @@ def cli(
         service: a service of services.py to start when no --host is given.
         argv: the arguments, ``sys.argv[1:]`` by default.
 
-    Example:
-        >>> sys.exit(cli(run, options, __doc__))  # doctest: +SKIP
+    An example's last lines::
+
+        if __name__ == "__main__":
+            sys.exit(cli(run, options, __doc__))
     """
     description = (doc or "").strip().splitlines()[0] if doc else None
     parser = arguments(description or "", bots=options["size"], duration=options["duration"])
@@ -354,8 +364,7 @@ def main_with_service(
     The service runs in a temporary folder, on a free loopback port, for the
     length of the run. A missing binary exits with 2 and says how to install it.
 
-    Example:
-        >>> main_with_service("redis", "127.0.0.1:6379", run)  # doctest: +SKIP
+    `cli` calls it with ``service="redis"`` or ``"nginx"``.
     """
     if host:
         return main(lambda: run(host))
@@ -379,10 +388,10 @@ def server_main(description: str, serve: Serve, port: int, argv: list[str] | Non
     ``serve(port, host, *, task_status)`` reports the port it listens on with
     ``task_status.started(port)``. It prints the address and serves until Ctrl-C.
 
-    Example:
-        >>> from chat_server import serve
-        >>> server_main("A chat server.", serve, 7777, ["--port", "0"])  # doctest: +SKIP
-        A chat server: listening on 127.0.0.1:41234
+    `ServerScript.main` calls it; from a shell it looks like this::
+
+        $ python examples/chat_server.py --port 0
+        A small chat server with rooms: listening on 127.0.0.1:41234
     """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--port", type=int, default=port, help=f"TCP port (default {port}; 0: any)")
@@ -406,3 +415,89 @@ def server_main(description: str, serve: Serve, port: int, argv: list[str] | Non
     for exc in errors:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
     return 2 if errors else 0
+
+
+class Handles(Protocol):
+    """A server's state, which serves each connection with ``await state.handle(stream)``."""
+
+    async def handle(self, stream: trio.abc.Stream) -> None: ...
+
+
+S = TypeVar("S", bound=Handles)
+
+
+class ServerScript(Generic[S]):
+    """An example server's two entry points, `serve` and `main`, made from its state class.
+
+    An example server module builds one and exports its bound methods::
+
+        serve = ServerScript(ChatServer, "A small chat server with rooms.", 7777).serve
+
+    Args:
+        state: the class of the server's state (or any callable making one).
+        description: what ``--help`` and the "listening on" line call the server.
+        port: the default of ``--port``.
+
+    Example:
+        >>> class Greeter:
+        ...     async def handle(self, stream):
+        ...         await stream.send_all(b"hello\\n")
+        >>> script = ServerScript(Greeter, "A greeter.", 7000)
+        >>> async def main():
+        ...     async with trio.open_nursery() as nursery:
+        ...         port = await nursery.start(script.serve)
+        ...         async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+        ...             print(bytes(await stream.receive_some()))
+        ...         nursery.cancel_scope.cancel()
+        >>> trio.run(main)
+        b'hello\\n'
+    """
+
+    def __init__(self, state: Callable[[], S], description: str, port: int) -> None:
+        self.state = state
+        self.description = description
+        self.port = port
+
+    async def serve(
+        self,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        *,
+        server: S | None = None,
+        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve on (host, port) until cancelled; ``nursery.start`` gives the port.
+
+        Args:
+            port: the TCP port; 0 picks a free one.
+            host: the address to listen on; loopback by default.
+            server: the state to serve, to inspect it from outside; a new one by default.
+
+        Example:
+            >>> class Silent:
+            ...     async def handle(self, stream):
+            ...         pass
+            >>> async def main():
+            ...     async with trio.open_nursery() as nursery:
+            ...         port = await nursery.start(ServerScript(Silent, "", 0).serve)
+            ...         print(port > 0)
+            ...         nursery.cancel_scope.cancel()
+            >>> trio.run(main)
+            True
+        """
+        await serve_tcp((server or self.state()).handle, port, host, task_status)
+
+    def main(self, argv: list[str] | None = None) -> int:
+        """Serve until Ctrl-C with the command line of `server_main`; return the exit code.
+
+        Example:
+            >>> import socket
+            >>> class Silent:
+            ...     async def handle(self, stream):
+            ...         pass
+            >>> with socket.create_server(("127.0.0.1", 0)) as taken:  # cannot listen: exit 2
+            ...     port = taken.getsockname()[1]
+            ...     ServerScript(Silent, "A server.", port).main([])
+            2
+        """
+        return server_main(self.description, self.serve, self.port, argv)

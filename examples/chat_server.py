@@ -42,7 +42,7 @@ import itertools
 import sys
 
 import trio
-from _support import serve_tcp, server_main
+from _support import ServerScript
 
 from trio_bots import ProtocolError
 from trio_bots.protocols import framing
@@ -93,8 +93,16 @@ class ChatServer:
         """Serve one connection until the client leaves.
 
         Example:
+            >>> import trio.testing
             >>> async def main():
-            ...     await trio.serve_tcp(ChatServer().handle, 7777)
+            ...     client, stream = trio.testing.memory_stream_pair()
+            ...     async with trio.open_nursery() as nursery:
+            ...         nursery.start_soon(ChatServer().handle, stream)
+            ...         await client.send_all(b"NICK ada\\n")
+            ...         print(bytes(await client.receive_some()))
+            ...         await client.aclose()  # the client leaves: handle returns
+            >>> trio.run(main)
+            b'OK NICK ada\\n'
         """
         outbox_send, outbox_receive = trio.open_memory_channel[bytes](OUTBOX_SIZE)
         client = _Client(f"guest{next(self._ids)}", outbox_send)
@@ -178,34 +186,9 @@ def _is_name(text: str) -> bool:
     return 0 < len(text) <= MAX_NAME and text.isprintable() and " " not in text
 
 
-async def serve(
-    port: int = 0,
-    host: str = "127.0.0.1",
-    *,
-    server: ChatServer | None = None,
-    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Serve chat on (host, port) until cancelled; ``nursery.start`` gives the port.
-
-    Args:
-        port: the TCP port; 0 picks a free one.
-        host: the address to listen on; loopback by default.
-        server: the `ChatServer` state to serve, to inspect it from outside.
-
-    Example:
-        >>> async def main():
-        ...     async with trio.open_nursery() as nursery:
-        ...         port = await nursery.start(serve)
-        ...         nursery.cancel_scope.cancel()
-        >>> trio.run(main)
-    """
-    await serve_tcp((server or ChatServer()).handle, port, host, task_status)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Serve until Ctrl-C: ``python examples/chat_server.py --port 7777``."""
-    return server_main("A small chat server with rooms.", serve, 7777, argv)
+script = ServerScript(ChatServer, "A small chat server with rooms.", 7777)
+serve = script.serve  # serve(port=0, host="127.0.0.1", *, server=None, task_status=...)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script.main())

@@ -41,7 +41,7 @@ import struct
 import sys
 
 import trio
-from _support import serve_tcp, server_main
+from _support import ServerScript
 
 from trio_bots import ProtocolError
 from trio_bots.protocols import framing
@@ -121,8 +121,16 @@ class GameServer:
         """Serve one connection until the player leaves.
 
         Example:
+            >>> import trio.testing
             >>> async def main():
-            ...     await trio.serve_tcp(GameServer().handle, 7778)
+            ...     player, stream = trio.testing.memory_stream_pair()
+            ...     frames = framing.LengthPrefixed(player, header=HEADER)
+            ...     await frames.send(bytes([MOVE, 4]))
+            ...     await player.send_eof()  # the player leaves after its move
+            ...     await GameServer().handle(stream)  # returns when the player left
+            ...     print(await frames.receive())
+            >>> trio.run(main)
+            b'\\x85not in a game; send FIND first'
         """
         player = _Player(framing.LengthPrefixed(stream, header=HEADER, max_size=MAX_FRAME))
         try:
@@ -200,34 +208,9 @@ def _error(text: str) -> bytes:
     return bytes([ERROR]) + text.encode()
 
 
-async def serve(
-    port: int = 0,
-    host: str = "127.0.0.1",
-    *,
-    server: GameServer | None = None,
-    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Serve the game on (host, port) until cancelled; ``nursery.start`` gives the port.
-
-    Args:
-        port: the TCP port; 0 picks a free one.
-        host: the address to listen on; loopback by default.
-        server: the `GameServer` state to serve, to inspect it from outside.
-
-    Example:
-        >>> async def main():
-        ...     async with trio.open_nursery() as nursery:
-        ...         port = await nursery.start(serve)
-        ...         nursery.cancel_scope.cancel()
-        >>> trio.run(main)
-    """
-    await serve_tcp((server or GameServer()).handle, port, host, task_status)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Serve until Ctrl-C: ``python examples/game_server.py --port 7778``."""
-    return server_main("A tic-tac-toe lobby, binary protocol.", serve, 7778, argv)
+script = ServerScript(GameServer, "A tic-tac-toe lobby, binary protocol.", 7778)
+serve = script.serve  # serve(port=0, host="127.0.0.1", *, server=None, task_status=...)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script.main())

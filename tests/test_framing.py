@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import struct
 
 import anyio
 import anyio.abc
@@ -88,16 +89,25 @@ async def test_receive_until_limits_and_eof() -> None:
 async def test_a_long_frame_byte_by_byte_is_scanned_once() -> None:
     # The search resumes where it stopped: a frame arriving byte by byte stays linear.
     with trio.fail_after(20):
-        send, receive = trio.testing.lockstep_stream_pair()
-        buf = Buffered(receive)
-        frame = bytes(range(256)).replace(b"|", b"") * 40
+        a, b = trio.testing.memory_stream_pair()
+        buf = Buffered(b)
+        frame = bytes(range(256)).replace(b"|", b"") * 4
+        got: list[bytes] = []
+
+        async def receive_frame() -> None:
+            got.append(await buf.receive_until(b"||", max_bytes=len(frame)))
+
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(send_pieces, send, frame + b"||", list(range(len(frame) + 2)))
-            for _ in range(100):
-                await buf.fill(buf.buffered + 1)
-            assert buf._scan == 0  # fill() does not search
-            assert await buf.receive_until(b"||", max_bytes=len(frame)) == frame
-            assert buf.buffered == 0 and buf._scan == 0
+            nursery.start_soon(receive_frame)
+            for n, byte in enumerate(frame + b"|", start=1):
+                await a.send_all(bytes([byte]))
+                await trio.testing.wait_all_tasks_blocked()  # it searched and waits for more
+                # Only the last byte can start a "||" that the next byte completes.
+                assert (buf.buffered, buf._scan) == (n, n - 1)
+            await a.send_all(b"|rest")  # completes the delimiter
+        assert got == [frame]
+        assert buf.buffered == 4 and buf._scan == 0  # "rest" waits; its search starts afresh
+        assert await buf.receive_some() == b"rest"
 
 
 @pytest.mark.trio
@@ -145,7 +155,7 @@ async def test_length_prefixed_split_anywhere(
         for msg in msgs:
             await writer.send(msg)
         wire = b""
-        while len(wire) < sum(len(m) for m in msgs) + len(msgs) * writer._header.size:
+        while len(wire) < sum(len(m) for m in msgs) + len(msgs) * struct.calcsize(header):
             wire += await b.receive_some()
         send, receive = trio.testing.lockstep_stream_pair()
         async with trio.open_nursery() as nursery:

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import anyio
 import anyio.abc
 import pytest
 import trio
 import trio.testing
-from _fakebot import open_fake_bot
+from _fakebot import FakeBot, open_fake_bot
 from _servers import open_raw_server
 from _services import service_address
 
 from trio_bots import ConfigError, ConnectError, ProtocolError
-from trio_bots.protocols import resp
+from trio_bots.protocols import http, resp, websocket
 from trio_bots.protocols.framing import Buffered
 
 
@@ -267,6 +269,118 @@ async def test_two_tasks_on_one_client_are_refused() -> None:
                 nursery.cancel_scope.cancel()
             # The cancelled BLPOP may still get an answer: the connection was dropped.
             assert redis.connections == 1 and repr(redis).endswith("idle, 0 subscriptions>")
+
+
+# -- what the Redis client shares with the HTTP client ------------------------------------
+
+Request = Callable[[Any], Awaitable[object]]
+BOTH_CLIENTS = [
+    pytest.param(
+        http.connect,
+        "http",
+        "HTTP client",
+        "await http.connect(...)",
+        lambda c: c.get("/"),
+        id="http",
+    ),
+    pytest.param(
+        resp.connect,
+        "redis",
+        "Redis client",
+        "await resp.connect(...)",
+        lambda c: c.execute("PING"),
+        id="redis",
+    ),
+]
+
+
+@pytest.mark.parametrize(("connect", "scheme", "what", "hint", "request_one"), BOTH_CLIENTS)
+@pytest.mark.anyio
+async def test_a_second_task_on_a_busy_client_gets_the_same_clear_error(
+    connect: Callable[[Any, str], Awaitable[Any]],
+    scheme: str,
+    what: str,
+    hint: str,
+    request_one: Request,
+) -> None:
+    async def silent(stream: anyio.abc.ByteStream) -> None:
+        await anyio.sleep_forever()  # never answers: the first request stays in flight
+
+    message = (
+        f"another task is already using this {what}: it carries one request at a time, so "
+        f"their replies would interleave; give each task its own client ({hint})"
+    )
+    with anyio.fail_after(10):
+        async with open_raw_server(silent) as server, open_fake_bot() as bot:
+            client = await connect(bot, f"{scheme}://127.0.0.1:{server.port}")
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(request_one, client)
+                await anyio.wait_all_tasks_blocked()
+                with pytest.raises(trio.BusyResourceError, match=f"^{re.escape(message)}$"):
+                    await request_one(client)
+                tg.cancel_scope.cancel()
+            [refused] = bot.failures  # the cancelled first request is not recorded
+            assert isinstance(refused.error, trio.BusyResourceError)
+            # The cancelled request let go: the next one gets in, up to its first wait.
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await request_one(client)
+            assert scope.cancelled_caught
+
+
+@pytest.mark.parametrize(
+    ("client", "url", "message"),
+    [
+        (
+            http.Client,
+            "redis://127.0.0.1:6379",
+            "URL 'redis://127.0.0.1:6379' must start with http:// or https://, "
+            "such as http://127.0.0.1:8080/api",
+        ),
+        (
+            resp.Client,
+            "http://127.0.0.1:6379",
+            "URL 'http://127.0.0.1:6379' must start with redis://, such as redis://127.0.0.1:6379/0",
+        ),
+        (http.Client, "http:///items", "URL 'http:///items' has no host; write it like http://"),
+        (resp.Client, "redis:///0", "URL 'redis:///0' has no host; write it like redis://"),
+        (http.Client, "http://127.0.0.1:99999/", "URL 'http://127.0.0.1:99999/' has a bad port ("),
+        (resp.Client, "redis://127.0.0.1:x", "URL 'redis://127.0.0.1:x' has a bad port ("),
+        (resp.Client, "redis://127.0.0.1/one", "must be a database number, such as redis://HOST"),
+    ],
+    ids=lambda value: value.__module__.rsplit(".", 1)[-1] if isinstance(value, type) else None,
+)
+def test_both_clients_reject_a_bad_url_in_the_same_words(
+    client: Callable[[FakeBot, str], object], url: str, message: str
+) -> None:
+    bot = FakeBot()
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        client(bot, url)
+    assert bot.connects == []  # checked before any connection
+
+
+@pytest.mark.trio
+async def test_every_client_finds_the_default_port_and_the_host_the_same_way() -> None:
+    async def refuse(host: str, port: int, tls: bool, server_hostname: str | None) -> Any:
+        raise ConnectError(f"cannot connect to {host}:{port}")
+
+    bot = FakeBot(connector=refuse)
+    for connect, url in [
+        (http.connect, "http://Example.Test/api"),
+        (http.connect, "https://[::1]"),
+        (resp.connect, "redis://Example.Test"),
+        (resp.connect, "redis://[::1]:7000/3"),
+        (websocket.connect, "ws://Example.Test/chat"),
+    ]:
+        with pytest.raises(ConnectError):
+            await connect(bot, url)
+    assert bot.connects == [
+        ("example.test", 80, False, None),
+        ("::1", 443, True, "::1"),
+        ("example.test", 6379, False, None),
+        ("::1", 7000, False, None),
+        ("example.test", 80, False, None),
+    ]
 
 
 # -- a real redis-server -------------------------------------------------------------------

@@ -26,10 +26,14 @@ class ByteStream(Protocol):
     ``receive_some`` returns ``b""`` at end of file.
 
     Example:
-        >>> import trio.testing
-        >>> a, b = trio.testing.memory_stream_pair()
-        >>> isinstance(a.send_all, object)
-        True
+        >>> import trio, trio.testing
+        >>> async def main():
+        ...     a, b = trio.testing.memory_stream_pair()
+        ...     await a.send_all(b"hi")
+        ...     await a.aclose()
+        ...     print(bytes(await b.receive_some()), bytes(await b.receive_some()))
+        >>> trio.run(main)
+        b'hi' b''
     """
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None: ...
@@ -64,7 +68,12 @@ class BotLike(Protocol):
     records the body's latency and counts an exception in it as a failure.
 
     Example:
-        >>> def needs_a_bot(bot: BotLike) -> None: ...
+        >>> import trio, trio_bots
+        >>> async def worker(bot: BotLike) -> None:  # a trio_bots.Bot is one
+        ...     async with bot.measure("nothing") as m:
+        ...         m.add_bytes(10, 20)
+        >>> trio.run(trio_bots.swarm, worker, 3).stats["nothing"].count
+        3
     """
 
     async def connect_tcp(

@@ -1,4 +1,4 @@
-"""Small helpers shared by the protocol clients: URLs, forceful close."""
+"""Small helpers shared by the protocol clients: URLs, one task at a time, forceful close."""
 
 from __future__ import annotations
 
@@ -15,8 +15,20 @@ from ._types import ByteStream
 # What a stream raises when the peer reset or vanished: trio's, anyio's or the OS's.
 BROKEN = (trio.BrokenResourceError, anyio.BrokenResourceError, ConnectionError)
 
-_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
-_TLS_SCHEMES = frozenset({"https", "wss"})
+
+class _Scheme(NamedTuple):
+    port: int  # the default port
+    tls: bool
+    example: str  # a URL to show in error messages
+
+
+_SCHEMES = {
+    "http": _Scheme(80, False, "http://127.0.0.1:8080/api"),
+    "https": _Scheme(443, True, "https://localhost:8443/api"),
+    "ws": _Scheme(80, False, "ws://127.0.0.1:9000/chat"),
+    "wss": _Scheme(443, True, "wss://localhost:9443/chat"),
+    "redis": _Scheme(6379, False, "redis://127.0.0.1:6379/0"),
+}
 
 
 class Target(NamedTuple):
@@ -31,25 +43,98 @@ class Target(NamedTuple):
 
 
 def split_url(url: str, schemes: tuple[str, ...]) -> Target:
-    """Split ``url`` into a `Target`, raising `ConfigError` for anything else than ``schemes``."""
+    """Split ``url`` into a `Target`, raising `ConfigError` for anything else than ``schemes``.
+
+    The port defaults to the scheme's (80, 443, 6379...); ``https`` and ``wss`` mean TLS.
+
+    Raises:
+        ConfigError: another scheme, no host or a bad port; the message shows a good URL.
+
+    Example:
+        >>> target = split_url("https://example.test/api?v=2", ("http", "https"))
+        >>> target.host, target.port, target.tls, target.path
+        ('example.test', 443, True, '/api?v=2')
+        >>> try:
+        ...     split_url("ftp://example.test", ("redis",))
+        ... except ConfigError as exc:
+        ...     print(exc)
+        URL 'ftp://example.test' must start with redis://, such as redis://127.0.0.1:6379/0
+    """
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
+    example = _SCHEMES[schemes[0]].example
     if scheme not in schemes:
         want = " or ".join(f"{s}://" for s in schemes)
-        raise ConfigError(f"URL {url!r} must start with {want}")
+        raise ConfigError(f"URL {url!r} must start with {want}, such as {example}")
     host = parts.hostname
     if not host:
-        raise ConfigError(f"URL {url!r} has no host; write it as {schemes[0]}://HOST[:PORT]/PATH")
+        raise ConfigError(f"URL {url!r} has no host; write it like {example}")
+    default = _SCHEMES[scheme].port
     try:
-        port = parts.port or _DEFAULT_PORTS[scheme]
+        port = parts.port or default
     except ValueError as exc:
-        raise ConfigError(f"URL {url!r} has a bad port: {exc}") from None
+        raise ConfigError(f"URL {url!r} has a bad port ({exc}); write it like {example}") from None
     shown = f"[{host}]" if ":" in host else host
-    authority = shown if port == _DEFAULT_PORTS[scheme] else f"{shown}:{port}"
+    authority = shown if port == default else f"{shown}:{port}"
     path = parts.path
     if parts.query:
         path = f"{path or '/'}?{parts.query}"
-    return Target(scheme, host, port, scheme in _TLS_SCHEMES, authority, path)
+    return Target(scheme, host, port, _SCHEMES[scheme].tls, authority, path)
+
+
+class ConflictDetector:
+    """Refuse a second task on a connection that carries one request at a time.
+
+    Use it as a synchronous context manager around each request: while one
+    task is inside, another one entering raises `trio.BusyResourceError`
+    (their requests and replies would interleave on the wire). Like trio's
+    own detector of concurrent ``send_all`` calls, it is a check, not a lock.
+
+    Args:
+        what: the resource, as the error names it, such as ``"HTTP client"``.
+        hint: how to get another one, such as ``"await http.connect(...)"``.
+
+    Example:
+        >>> guard = ConflictDetector("Redis client", "await resp.connect(...)")
+        >>> with guard:  # doctest: +NORMALIZE_WHITESPACE
+        ...     try:
+        ...         with guard:  # a second task would get here
+        ...             pass
+        ...     except trio.BusyResourceError as exc:
+        ...         print(exc)
+        another task is already using this Redis client: it carries one request at a time,
+        so their replies would interleave; give each task its own client
+        (await resp.connect(...))
+        >>> guard.held
+        False
+    """
+
+    __slots__ = ("_held", "_message")
+
+    def __init__(self, what: str, hint: str) -> None:
+        self._message = (
+            f"another task is already using this {what}: it carries one request at a time, "
+            f"so their replies would interleave; give each task its own client ({hint})"
+        )
+        self._held = False
+
+    @property
+    def held(self) -> bool:
+        """True while a task is inside the ``with`` block."""
+        return self._held
+
+    def __enter__(self) -> None:
+        if self._held:
+            raise trio.BusyResourceError(self._message)
+        self._held = True
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._held = False
 
 
 async def aclose_forcefully(stream: ByteStream) -> None:

@@ -20,12 +20,22 @@ Semantics:
       inside the measurement, so it counts as a failure.
 
 Example:
-    >>> import trio_bots
-    >>> from trio_bots.protocols import http
+    >>> import trio, trio_bots
+    >>> from trio_bots.protocols import http, testing
     >>> async def worker(bot: trio_bots.Bot) -> None:
-    ...     client = await http.connect(bot, "http://127.0.0.1:8080")
-    ...     response = await client.get("/health")
-    ...     assert response.status == 200
+    ...     client = await http.connect(bot, f"http://{bot.swarm.host}")
+    ...     response = await client.get("/health?full=1")
+    ...     print(response.status, response.json()["target"])
+    >>> async def main():
+    ...     async with testing.open_server(testing.http_echo) as host:
+    ...         result = await trio_bots.swarm(worker, 1, host=host)
+    ...     print(sorted(result.stats), result.stats["GET /health"].failure_count)
+    >>> trio.run(main)
+    200 /health?full=1
+    ['GET /health'] 0
+
+The examples here run against `trio_bots.protocols.testing.http_echo`,
+which answers every request with a JSON description of it.
 """
 
 from __future__ import annotations
@@ -37,12 +47,18 @@ from typing import Any
 from urllib.parse import quote
 
 import httptools
-import trio
 
 from .._errors import ConfigError, ProtocolError
 from ._response import Headers, Response
 from ._types import BotLike, ByteStream
-from ._util import BROKEN, AsyncResource, Target, aclose_forcefully, split_url
+from ._util import (
+    BROKEN,
+    AsyncResource,
+    ConflictDetector,
+    Target,
+    aclose_forcefully,
+    split_url,
+)
 
 __all__ = ["Client", "Headers", "Response", "connect"]
 
@@ -150,9 +166,17 @@ class Client(AsyncResource):
         connections: how many connections it has opened so far.
 
     Example:
+        >>> import trio, trio_bots
+        >>> from trio_bots.protocols import http, testing
         >>> async def worker(bot):
-        ...     async with await http.connect(bot, "http://127.0.0.1:8080") as client:
+        ...     async with await http.connect(bot, f"http://{bot.swarm.host}/api") as client:
         ...         r = await client.post("/login", json={"user": "bot"}, expect=[200, 401])
+        ...         print(r.status, r.json()["target"], r.json()["body"], client.connections)
+        >>> async def main():
+        ...     async with testing.open_server(testing.http_echo) as host:
+        ...         await trio_bots.swarm(worker, 1, host=host)
+        >>> trio.run(main)
+        200 /api/login {"user":"bot"} 1
     """
 
     def __init__(
@@ -176,7 +200,7 @@ class Client(AsyncResource):
         self._cache: dict[tuple[str, str], tuple[bytes, str]] = {}
         self._stream: ByteStream | None = None
         self._reader: _Reader | None = None
-        self._busy = False
+        self._guard = ConflictDetector("HTTP client", "await http.connect(...)")
         self._sent = 0
         self._received = 0
         self.connections = 0
@@ -212,9 +236,17 @@ class Client(AsyncResource):
             trio.BusyResourceError: another task is using this client.
 
         Example:
+            >>> import trio, trio_bots
+            >>> from trio_bots.protocols import http, testing
             >>> async def worker(bot):
-            ...     client = await http.connect(bot, "http://127.0.0.1:8080")
-            ...     r = await client.request("PATCH", "/items/1", json={"n": 2})
+            ...     client = await http.connect(bot, f"http://{bot.swarm.host}")
+            ...     r = await client.request("PATCH", "/items/1", json={"n": 2}, name="edit")
+            ...     print(r.json()["method"], r.json()["body"], r.json()["headers"]["content-type"])
+            >>> async def main():
+            ...     async with testing.open_server(testing.http_echo) as host:
+            ...         await trio_bots.swarm(worker, 1, host=host)
+            >>> trio.run(main)
+            PATCH {"n":2} application/json
         """
         if headers is None and body is None and json is None:
             entry = self._cache.get((method, path))
@@ -247,9 +279,18 @@ class Client(AsyncResource):
         """Send a GET request; see `request`.
 
         Example:
+            >>> import trio, trio_bots
+            >>> from trio_bots.protocols import http, testing
             >>> async def worker(bot):
-            ...     client = await http.connect(bot, "http://127.0.0.1:8080")
-            ...     items = (await client.get("/items?page=1")).json()
+            ...     client = await http.connect(bot, f"http://{bot.swarm.host}")
+            ...     for page in (1, 2):  # both measured as "GET /items"
+            ...         print((await client.get(f"/items?page={page}")).json()["target"])
+            >>> async def main():
+            ...     async with testing.open_server(testing.http_echo) as host:
+            ...         await trio_bots.swarm(worker, 1, host=host)
+            >>> trio.run(main)
+            /items?page=1
+            /items?page=2
         """
         return await self.request("GET", path, headers=headers, name=name, expect=expect)
 
@@ -264,9 +305,17 @@ class Client(AsyncResource):
         """Send a HEAD request; the response has headers and an empty body.
 
         Example:
+            >>> import trio, trio_bots
+            >>> from trio_bots.protocols import http, testing
             >>> async def worker(bot):
-            ...     client = await http.connect(bot, "http://127.0.0.1:8080")
-            ...     size = (await client.head("/big")).headers["content-length"]
+            ...     client = await http.connect(bot, f"http://{bot.swarm.host}")
+            ...     r = await client.head("/big")
+            ...     print(r.status, r.body, "content-length" in r.headers)
+            >>> async def main():
+            ...     async with testing.open_server(testing.http_echo) as host:
+            ...         await trio_bots.swarm(worker, 1, host=host)
+            >>> trio.run(main)
+            200 b'' True
         """
         return await self.request("HEAD", path, headers=headers, name=name, expect=expect)
 
@@ -283,9 +332,17 @@ class Client(AsyncResource):
         """Send a POST request with ``body`` or ``json``; see `request`.
 
         Example:
+            >>> import trio, trio_bots
+            >>> from trio_bots.protocols import http, testing
             >>> async def worker(bot):
-            ...     client = await http.connect(bot, "http://127.0.0.1:8080")
-            ...     r = await client.post("/login", json={"user": "bot"})
+            ...     client = await http.connect(bot, f"http://{bot.swarm.host}")
+            ...     r = await client.post("/login", body="user=bot")
+            ...     print(r.json()["method"], r.json()["body"])
+            >>> async def main():
+            ...     async with testing.open_server(testing.http_echo) as host:
+            ...         await trio_bots.swarm(worker, 1, host=host)
+            >>> trio.run(main)
+            POST user=bot
         """
         return await self.request(
             "POST", path, headers=headers, body=body, json=json, name=name, expect=expect
@@ -304,9 +361,17 @@ class Client(AsyncResource):
         """Send a PUT request with ``body`` or ``json``; see `request`.
 
         Example:
+            >>> import trio, trio_bots
+            >>> from trio_bots.protocols import http, testing
             >>> async def worker(bot):
-            ...     client = await http.connect(bot, "http://127.0.0.1:8080")
-            ...     await client.put("/items/1", json={"n": 1})
+            ...     client = await http.connect(bot, f"http://{bot.swarm.host}")
+            ...     r = await client.put("/items/1", json={"n": 1})
+            ...     print(r.json()["method"], r.json()["target"], r.json()["body"])
+            >>> async def main():
+            ...     async with testing.open_server(testing.http_echo) as host:
+            ...         await trio_bots.swarm(worker, 1, host=host)
+            >>> trio.run(main)
+            PUT /items/1 {"n":1}
         """
         return await self.request(
             "PUT", path, headers=headers, body=body, json=json, name=name, expect=expect
@@ -323,9 +388,18 @@ class Client(AsyncResource):
         """Send a DELETE request; see `request`.
 
         Example:
-            >>> async def worker(bot):
-            ...     client = await http.connect(bot, "http://127.0.0.1:8080")
-            ...     await client.delete("/items/1", expect=[204, 404])
+            >>> import trio, trio_bots
+            >>> from trio_bots.protocols import http, testing
+            >>> async def worker(bot):  # http_echo answers 200, which is not expected here
+            ...     client = await http.connect(bot, f"http://{bot.swarm.host}")
+            ...     print((await client.delete("/items/1", expect=[204, 404])).status)
+            >>> async def main():
+            ...     async with testing.open_server(testing.http_echo) as host:
+            ...         result = await trio_bots.swarm(worker, 1, host=host)
+            ...     print(result.stats["DELETE /items/1"].failure_count)
+            >>> trio.run(main)
+            200
+            1
         """
         return await self.request("DELETE", path, headers=headers, name=name, expect=expect)
 
@@ -385,13 +459,7 @@ class Client(AsyncResource):
         return head + body if body else head
 
     async def _exchange(self, method: str, path: str, payload: bytes) -> Response:
-        if self._busy:
-            raise trio.BusyResourceError(
-                "another task is already using this HTTP client; give each task its own "
-                "client (await http.connect(...))"
-            )
-        self._busy = True
-        try:
+        with self._guard:
             retried = False
             while True:
                 stream, reader = self._stream, self._reader
@@ -421,8 +489,6 @@ class Client(AsyncResource):
                     await self._discard()
                     raise
                 return response
-        finally:
-            self._busy = False
 
     async def _roundtrip(
         self, stream: ByteStream, reader: _Reader, payload: bytes, method: str, path: str
@@ -512,9 +578,18 @@ class Client(AsyncResource):
         """Close the connection; the next request would open a new one.
 
         Example:
+            >>> import trio, trio_bots
+            >>> from trio_bots.protocols import http, testing
             >>> async def worker(bot):
-            ...     client = await http.connect(bot, "http://127.0.0.1:8080")
+            ...     client = await http.connect(bot, f"http://{bot.swarm.host}")
             ...     await client.aclose()
+            ...     await client.get("/again")  # on a second connection
+            ...     print(client.connections)
+            >>> async def main():
+            ...     async with testing.open_server(testing.http_echo) as host:
+            ...         await trio_bots.swarm(worker, 1, host=host)
+            >>> trio.run(main)
+            2
         """
         await self._discard()  # no graceful TLS close: HTTP does not need it
 
@@ -564,10 +639,17 @@ async def connect(
         trio_bots.ConnectError: the first connection failed.
 
     Example:
+        >>> import trio, trio_bots
+        >>> from trio_bots.protocols import http, testing
         >>> async def worker(bot):
-        ...     client = await http.connect(bot, "https://localhost:8443",
-        ...                                 headers={"Authorization": "Bearer x"})
-        ...     await client.get("/me")
+        ...     url = f"http://{bot.swarm.host}"
+        ...     client = await http.connect(bot, url, headers={"Authorization": "Bearer x"})
+        ...     print((await client.get("/me")).json()["headers"]["authorization"])
+        >>> async def main():
+        ...     async with testing.open_server(testing.http_echo) as host:
+        ...         await trio_bots.swarm(worker, 1, host=host)
+        >>> trio.run(main)
+        Bearer x
     """
     client = Client(bot, url, headers=headers, ssl_context=ssl_context)
     await client._open()

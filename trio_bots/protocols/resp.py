@@ -18,12 +18,23 @@ Semantics:
       commands raise `trio_bots.ConfigError` (use a second client for them).
 
 Example:
-    >>> encode("SET", "greeting", "hi")
+    >>> import trio, trio_bots
+    >>> from trio_bots.protocols import resp, testing
+    >>> resp.encode("SET", "greeting", "hi")
     b'*3\\r\\n$3\\r\\nSET\\r\\n$8\\r\\ngreeting\\r\\n$2\\r\\nhi\\r\\n'
     >>> async def worker(bot):
-    ...     redis = await resp.connect(bot, "redis://127.0.0.1:6379")
+    ...     redis = await resp.connect(bot, f"redis://{bot.swarm.host}")
     ...     await redis.execute("SET", "greeting", "hi")
-    ...     assert await redis.execute("GET", "greeting") == b"hi"
+    ...     print(await redis.execute("GET", "greeting"))
+    >>> async def main():
+    ...     async with testing.open_server(testing.FakeRedis().handle) as host:
+    ...         result = await trio_bots.swarm(worker, 1, host=host)
+    ...     print(sorted(result.stats))
+    >>> trio.run(main)
+    b'hi'
+    ['GET', 'SET']
+
+The examples here run against `trio_bots.protocols.testing.FakeRedis`.
 """
 
 from __future__ import annotations
@@ -31,14 +42,12 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from typing import TypeAlias
-from urllib.parse import urlsplit
 
 import anyio
-import trio
 
 from .._errors import ConfigError, ProtocolError
 from ._types import BotLike
-from ._util import AsyncResource, aclose_forcefully
+from ._util import AsyncResource, ConflictDetector, aclose_forcefully, split_url
 from .framing import Buffered
 
 __all__ = ["Client", "Error", "Message", "Reply", "connect", "encode", "read_reply"]
@@ -199,29 +208,33 @@ class Client(AsyncResource):
         subscriptions: the channels and patterns subscribed to, as bytes.
 
     Example:
+        >>> import trio, trio_bots
+        >>> from trio_bots.protocols import resp, testing
         >>> async def worker(bot):
-        ...     async with await resp.connect(bot, "redis://127.0.0.1:6379") as redis:
-        ...         hits = await redis.execute("INCR", "hits")
+        ...     async with await resp.connect(bot, f"redis://{bot.swarm.host}") as redis:
+        ...         print(await redis.execute("INCR", "hits"), await redis.execute("INCR", "hits"))
+        >>> async def main():
+        ...     async with testing.open_server(testing.FakeRedis().handle) as host:
+        ...         await trio_bots.swarm(worker, 1, host=host)
+        >>> trio.run(main)
+        1 2
     """
 
     def __init__(self, bot: BotLike, url: str = "redis://127.0.0.1:6379") -> None:
-        parts = urlsplit(url)
-        if parts.scheme != "redis" or not parts.hostname:
-            raise ConfigError(f"expected a URL such as redis://127.0.0.1:6379/0, got {url!r}")
-        try:
-            self._port = parts.port or 6379
-        except ValueError as exc:
-            raise ConfigError(f"URL {url!r} has a bad port: {exc}") from None
-        db = parts.path.strip("/")
+        target = split_url(url, ("redis",))
+        db = target.path.strip("/")
         if db and not db.isdigit():
-            raise ConfigError(f"the path of {url!r} must be a database number, such as /0")
+            raise ConfigError(
+                f"the path of {url!r} must be a database number, such as redis://HOST:PORT/0"
+            )
         self.url = url
-        self._host = parts.hostname
+        self._host = target.host
+        self._port = target.port
         self._db = int(db) if db else None
         self._bot = bot
         self._buffered: Buffered | None = None
         self._pending: deque[Message] = deque()
-        self._busy = False
+        self._guard = ConflictDetector("Redis client", "await resp.connect(...)")
         self.connections = 0
         self.subscriptions: set[bytes] = set()
 
@@ -236,11 +249,23 @@ class Client(AsyncResource):
             ProtocolError: a malformed or truncated reply (counted as a failure).
             trio_bots.ConnectError: reconnecting failed (counted as a failure).
             ConfigError: a command other than (un)subscribe or PING while subscribed.
+            trio.BusyResourceError: another task is using this client.
 
         Example:
+            >>> import trio, trio_bots
+            >>> from trio_bots.protocols import resp, testing
             >>> async def worker(bot):
-            ...     redis = await resp.connect(bot, "redis://127.0.0.1:6379")
-            ...     assert await redis.execute("PING") == "PONG"
+            ...     redis = await resp.connect(bot, f"redis://{bot.swarm.host}")
+            ...     print(await redis.execute("PING"))
+            ...     print(await redis.execute("NOPE"))  # an error reply is returned, not raised
+            >>> async def main():
+            ...     async with testing.open_server(testing.FakeRedis().handle) as host:
+            ...         result = await trio_bots.swarm(worker, 1, host=host)
+            ...     print(result.stats["NOPE"].failure_count)
+            >>> trio.run(main)
+            PONG
+            Error(message="ERR unknown command 'NOPE'")
+            1
         """
         payload = encode(*args)
         command = _arg_bytes(args[0])
@@ -261,17 +286,26 @@ class Client(AsyncResource):
         It returns once the server has confirmed every channel.
 
         Example:
+            >>> import trio, trio_bots
+            >>> from trio_bots.protocols import resp, testing
             >>> async def worker(bot):
-            ...     redis = await resp.connect(bot, "redis://127.0.0.1:6379")
-            ...     await redis.subscribe("news")
-            ...     message = await redis.receive_message()
+            ...     redis = await resp.connect(bot, f"redis://{bot.swarm.host}")
+            ...     await redis.subscribe("news", "sport")
+            ...     print(sorted(redis.subscriptions))
+            >>> async def main():
+            ...     async with testing.open_server(testing.FakeRedis().handle) as host:
+            ...         result = await trio_bots.swarm(worker, 1, host=host)
+            ...     print(result.stats["SUBSCRIBE"].count)
+            >>> trio.run(main)
+            [b'news', b'sport']
+            1
         """
         if not channels:
             raise ConfigError("subscribe() needs at least one channel")
         command = b"PSUBSCRIBE" if pattern else b"SUBSCRIBE"
         names = [c.encode() if isinstance(c, str) else bytes(c) for c in channels]
         async with self._bot.measure(command.decode()) as m:
-            with self._using():
+            with self._guard:
                 buffered = await self._stream()
                 try:
                     await buffered.send_all(encode(command, *names))
@@ -303,15 +337,27 @@ class Client(AsyncResource):
             ProtocolError: the connection ended or sent something malformed.
 
         Example:
+            >>> import trio, trio_bots
+            >>> from trio_bots.protocols import resp, testing
             >>> async def worker(bot):
-            ...     message = await redis.receive_message()
+            ...     url = f"redis://{bot.swarm.host}"
+            ...     sub, pub = await resp.connect(bot, url), await resp.connect(bot, url)
+            ...     await sub.subscribe("news", "sport")
+            ...     print(await pub.execute("PUBLISH", "sport", "goal"))  # how many got it
+            ...     message = await sub.receive_message()
             ...     print(message.channel, message.data)
+            >>> async def main():
+            ...     async with testing.open_server(testing.FakeRedis().handle) as host:
+            ...         await trio_bots.swarm(worker, 1, host=host)
+            >>> trio.run(main)
+            1
+            b'sport' b'goal'
         """
         if self._pending:
             return self._pending.popleft()
         if not self.subscriptions or self._buffered is None:
             raise ConfigError("receive_message() needs a subscription; call subscribe() first")
-        with self._using():
+        with self._guard:
             buffered = self._buffered
             try:
                 while True:
@@ -337,7 +383,7 @@ class Client(AsyncResource):
         return True
 
     async def _exchange(self, payload: bytes, command: bytes) -> Reply:
-        with self._using():
+        with self._guard:
             buffered = await self._stream()
             try:
                 await buffered.send_all(payload)
@@ -366,9 +412,6 @@ class Client(AsyncResource):
                     raise ProtocolError(f"SELECT {self._db} failed: {reply!r:.80}")
         return self._buffered
 
-    def _using(self) -> _Busy:
-        return _Busy(self)
-
     async def _discard(self) -> None:
         buffered, self._buffered = self._buffered, None
         self.subscriptions.clear()
@@ -379,8 +422,18 @@ class Client(AsyncResource):
         """Close the connection; the next command would open a new one.
 
         Example:
+            >>> import trio, trio_bots
+            >>> from trio_bots.protocols import resp, testing
             >>> async def worker(bot):
+            ...     redis = await resp.connect(bot, f"redis://{bot.swarm.host}")
             ...     await redis.aclose()
+            ...     await redis.execute("PING")  # on a second connection
+            ...     print(redis.connections)
+            >>> async def main():
+            ...     async with testing.open_server(testing.FakeRedis().handle) as host:
+            ...         await trio_bots.swarm(worker, 1, host=host)
+            >>> trio.run(main)
+            2
         """
         buffered, self._buffered = self._buffered, None
         self.subscriptions.clear()
@@ -390,25 +443,6 @@ class Client(AsyncResource):
     def __repr__(self) -> str:
         state = "connected" if self._buffered is not None else "idle"
         return f"<resp.Client {self.url} {state}, {len(self.subscriptions)} subscriptions>"
-
-
-class _Busy:
-    """Refuse a second task on one connection: their replies would interleave."""
-
-    __slots__ = ("_client",)
-
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
-    def __enter__(self) -> None:
-        if self._client._busy:
-            raise trio.BusyResourceError(
-                "another task is using this Redis client; give each task its own client"
-            )
-        self._client._busy = True
-
-    def __exit__(self, *exc: object) -> None:
-        self._client._busy = False
 
 
 async def connect(bot: BotLike, url: str = "redis://127.0.0.1:6379") -> Client:
@@ -423,8 +457,18 @@ async def connect(bot: BotLike, url: str = "redis://127.0.0.1:6379") -> Client:
         trio_bots.ConnectError: the connection failed.
 
     Example:
+        >>> import trio, trio_bots
+        >>> from trio_bots.protocols import resp, testing
+        >>> server = testing.FakeRedis()
         >>> async def worker(bot):
-        ...     redis = await resp.connect(bot, "redis://127.0.0.1:6379/1")
+        ...     redis = await resp.connect(bot, f"redis://{bot.swarm.host}/1")  # database 1
+        ...     await redis.execute("SET", "k", "v")
+        >>> async def main():
+        ...     async with testing.open_server(server.handle) as host:
+        ...         await trio_bots.swarm(worker, 1, host=host)
+        >>> trio.run(main)
+        >>> server.databases[1]
+        {b'k': b'v'}
     """
     client = Client(bot, url)
     await client._stream()

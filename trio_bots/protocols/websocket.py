@@ -14,12 +14,23 @@ Closing:
     ends quietly on a normal close (1000, 1001 or 1005) and raises otherwise.
 
 Example:
-    >>> from trio_bots.protocols import websocket
+    >>> import trio, trio_bots
+    >>> from trio_bots.protocols import testing, websocket
     >>> async def worker(bot) -> None:
-    ...     async with await websocket.connect(bot, "ws://127.0.0.1:9000/chat") as ws:
+    ...     async with await websocket.connect(bot, f"ws://{bot.swarm.host}/chat") as ws:
     ...         await ws.send("hello")
     ...         async with bot.measure("echo"):
-    ...             reply = await ws.receive()
+    ...             print(await ws.receive())
+    >>> async def main():
+    ...     async with testing.open_server(testing.websocket_echo) as host:
+    ...         result = await trio_bots.swarm(worker, 1, host=host)
+    ...     print(sorted(result.stats))
+    >>> trio.run(main)
+    hello
+    ['WS connect /chat', 'echo']
+
+The examples here run against `trio_bots.protocols.testing.websocket_echo`,
+which sends every message back.
 """
 
 from __future__ import annotations
@@ -86,11 +97,20 @@ class WebSocket(AsyncResource):
         closed: the `ConnectionClosed` describing the close, or None while open.
 
     Example:
+        >>> import trio, trio_bots
+        >>> from trio_bots.protocols import testing, websocket
         >>> async def worker(bot):
-        ...     ws = await websocket.connect(bot, "ws://127.0.0.1:9000/chat")
+        ...     ws = await websocket.connect(bot, f"ws://{bot.swarm.host}/chat")
         ...     await ws.send(b"\\x01\\x02")
-        ...     data = await ws.receive()  # bytes, because the server sent binary
+        ...     print(await ws.receive())  # bytes, because the server sent binary
         ...     await ws.aclose()
+        ...     print(ws.closed)
+        >>> async def main():
+        ...     async with testing.open_server(testing.websocket_echo) as host:
+        ...         await trio_bots.swarm(worker, 1, host=host)
+        >>> trio.run(main)
+        b'\\x01\\x02'
+        WebSocket closed with code 1000
     """
 
     def __init__(
@@ -127,9 +147,17 @@ class WebSocket(AsyncResource):
             ConnectionClosed: the connection is closed.
 
         Example:
+            >>> import trio, trio_bots
+            >>> from trio_bots.protocols import testing, websocket
             >>> async def worker(bot):
-            ...     ws = await websocket.connect(bot, "ws://127.0.0.1:9000/chat")
+            ...     ws = await websocket.connect(bot, f"ws://{bot.swarm.host}/chat")
             ...     await ws.send('{"op": "join"}')
+            ...     print(await ws.receive())
+            >>> async def main():
+            ...     async with testing.open_server(testing.websocket_echo) as host:
+            ...         await trio_bots.swarm(worker, 1, host=host)
+            >>> trio.run(main)
+            {"op": "join"}
         """
         if isinstance(message, str):
             await self._send(TextMessage(data=message))
@@ -148,9 +176,18 @@ class WebSocket(AsyncResource):
                 message larger than ``max_message_size`` (closed with 1009).
 
         Example:
+            >>> import trio, trio_bots
+            >>> from trio_bots.protocols import testing, websocket
             >>> async def worker(bot):
-            ...     ws = await websocket.connect(bot, "ws://127.0.0.1:9000/chat")
-            ...     text = await ws.receive()
+            ...     ws = await websocket.connect(bot, f"ws://{bot.swarm.host}/chat")
+            ...     for text in ("one", "two"):
+            ...         await ws.send(text)
+            ...     print(await ws.receive(), await ws.receive())
+            >>> async def main():
+            ...     async with testing.open_server(testing.websocket_echo) as host:
+            ...         await trio_bots.swarm(worker, 1, host=host)
+            >>> trio.run(main)
+            one two
         """
         await self._wait_for(lambda: bool(self._messages) or self.closed is not None)
         if self._messages:
@@ -167,10 +204,18 @@ class WebSocket(AsyncResource):
             ConnectionClosed: the connection closed before the pong came.
 
         Example:
+            >>> import trio, trio_bots
+            >>> from trio_bots.protocols import testing, websocket
             >>> async def worker(bot):
-            ...     ws = await websocket.connect(bot, "ws://127.0.0.1:9000/chat")
+            ...     ws = await websocket.connect(bot, f"ws://{bot.swarm.host}/chat")
             ...     async with bot.measure("ws ping"):
             ...         await ws.ping()
+            >>> async def main():
+            ...     async with testing.open_server(testing.websocket_echo) as host:
+            ...         result = await trio_bots.swarm(worker, 1, host=host)
+            ...     print(result.stats["ws ping"].count)
+            >>> trio.run(main)
+            1
         """
         if payload is None:
             self._ping_count += 1
@@ -194,9 +239,17 @@ class WebSocket(AsyncResource):
         The wait is bounded by `CLOSE_TIMEOUT` seconds. Closing twice is harmless.
 
         Example:
+            >>> import trio, trio_bots
+            >>> from trio_bots.protocols import testing, websocket
             >>> async def worker(bot):
-            ...     ws = await websocket.connect(bot, "ws://127.0.0.1:9000/chat")
+            ...     ws = await websocket.connect(bot, f"ws://{bot.swarm.host}/chat")
             ...     await ws.aclose(1001, "bot leaving")
+            ...     print(ws.closed.code, ws.closed.reason)
+            >>> async def main():
+            ...     async with testing.open_server(testing.websocket_echo) as host:
+            ...         await trio_bots.swarm(worker, 1, host=host)
+            >>> trio.run(main)
+            1001 bot leaving
         """
         try:
             if self._conn.state is ConnectionState.OPEN:
@@ -387,9 +440,17 @@ async def connect(
             HTTP status) or broke the handshake.
 
     Example:
+        >>> import trio, trio_bots
+        >>> from trio_bots.protocols import testing, websocket
         >>> async def worker(bot):
-        ...     ws = await websocket.connect(bot, "wss://example.test/chat",
-        ...                                  subprotocols=["chat.v1"])
+        ...     url = f"ws://{bot.swarm.host}/chat"
+        ...     ws = await websocket.connect(bot, url, subprotocols=["chat.v2", "chat.v1"])
+        ...     print(ws.subprotocol)  # websocket_echo takes the first one offered
+        >>> async def main():
+        ...     async with testing.open_server(testing.websocket_echo) as host:
+        ...         await trio_bots.swarm(worker, 1, host=host)
+        >>> trio.run(main)
+        chat.v2
     """
     t = split_url(url, ("ws", "wss"))
     target = t.path or "/"
