@@ -17,7 +17,7 @@ _LINE = re.compile(r":\d+\)$")
 
 
 def _function(frame: str) -> str:
-    """'send (trio_bots/_groups.py:412)' -> 'send (trio_bots/_groups.py)'."""
+    """'send (trio_bots/_core/messaging.py:412)' -> 'send (trio_bots/_core/messaging.py)'."""
     frame = _LINE.sub(")", frame.strip())
     return re.sub(r"\(.*/(site-packages|lib/python3\.\d+|main)/", "(", frame)
 

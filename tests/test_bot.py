@@ -553,9 +553,8 @@ async def test_own_forgets_streams_the_client_closed_itself() -> None:
                 stream = await bot.connect_tcp("127.0.0.1", port)
                 await stream.aclose()
             still_open = await bot.connect_tcp("127.0.0.1", port)
-            assert isinstance(bot._owned, list)
-            sizes.append(len(bot._owned))
-            assert still_open in bot._owned
+            sizes.append(len(bot.owned))
+            assert still_open in bot.owned
 
         async with trio.open_nursery() as nursery:
             await nursery.start(accept_all)

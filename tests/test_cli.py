@@ -16,17 +16,16 @@ from typing import Any
 import pytest
 
 from trio_bots import ConfigError
-from trio_bots.cli._parse import (
-    load_scenario,
+from trio_bots._core.parse import (
     parse_duration,
     parse_host,
     parse_max_failures,
     parse_rate,
     parse_schedule,
     parse_think_time,
-    split_spec,
 )
-from trio_bots.cli._run import Outcome
+from trio_bots.cli._parse import load_scenario, split_spec
+from trio_bots.cli._run import HOST_CHECK_TIMEOUT, Outcome
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 #: Upper bound for one CLI run in these tests; runs last about a second.
@@ -259,6 +258,40 @@ def test_load_shape_flags(
     assert doc["stats"]["step"]["failure_count"] == 0
 
 
+FANOUT_SCENARIO = """\
+import trio_bots
+
+
+async def worker(bot):
+    room = f"room-{bot.id % 2}"
+    bot.join(room)
+    await bot.step()
+    await bot.send(trio_bots.send_group(room), "hello")
+    await bot.receive(trio_bots.recv_group(room))
+"""
+
+
+def test_fanout_detail_shows_a_row_per_group(tmp_path: Path) -> None:
+    (tmp_path / "rooms.py").write_text(FANOUT_SCENARIO)
+    wide = {**os.environ, "COLUMNS": "200"}
+    summary = trio_bots_cmd(
+        "run", "rooms.py", "--bots", "4", "--html", "summary.html", cwd=tmp_path, env=wide
+    )
+    assert summary.returncode == 0, summary.stderr
+    assert "fan-out (2 groups)" in summary.stdout
+    assert "group:room-0" not in summary.stdout
+    assert "group:room-1" not in (tmp_path / "summary.html").read_text()
+    detail = trio_bots_cmd(
+        *("run", "rooms.py", "--bots", "4", "--fanout-detail", "--html", "run.html"),
+        cwd=tmp_path,
+        env=wide,
+    )
+    assert detail.returncode == 0, detail.stderr
+    assert "group:room-0" in detail.stdout and "group:room-1" in detail.stdout
+    assert "fan-out (2 groups)" not in detail.stdout
+    assert "group:room-1" in (tmp_path / "run.html").read_text()
+
+
 # -- exit 1
 
 
@@ -300,6 +333,7 @@ def test_threshold_on_a_name_never_recorded_fails_and_keeps_the_reports(tmp_path
         "passed": False,
         "measured": None,
         "required": 1.0,
+        "unit": "s",
     }
 
 
@@ -324,8 +358,13 @@ def test_threshold_on_a_name_never_recorded_fails_and_keeps_the_reports(tmp_path
         (["run", "ok.py", "--json", "no/such/folder/run.json"], "does not exist"),
         (["run", "ok.py", "--host", "127.0.0.1:http"], "port"),
         (["run", "steps.py", "--rate", "20", "--duration", "1"], "--rate needs bots"),
-        (["run", "steps.py", "--rate", "20", "--max-bots", "2"], "needs duration"),
+        (["run", "steps.py", "--rate", "20", "--max-bots", "2"], "needs --duration"),
         (["run", "ok.py", "--bots", "-1"], "--bots"),
+        (["run", "ok.py", "--on-full", "wait"], "--on-full"),
+        (["run", "ok.py", "--inbox-size", "0"], "inbox_size must be >= 1, got 0"),
+        (["run", "steps.py", "--think-time", "1s", "--pace", "2s"], "give either --think-time"),
+        (["run", "steps.py", "--max-queue", "3"], "--max-queue belongs to the open model"),
+        (["run", "steps.py", "--rate", "2s:5", "--stages", "1s:2"], "give either --stages"),
         (["run"], "Usage"),
     ],
 )
@@ -390,7 +429,8 @@ def test_unreachable_host_exits_3() -> None:
     assert f"cannot reach 127.0.0.1:{port}" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert "Aggregated" not in proc.stdout  # the swarm never started
-    assert time.monotonic() - start < TIMEOUT
+    # A refused connection fails at once; the check waits HOST_CHECK_TIMEOUT at most.
+    assert time.monotonic() - start < HOST_CHECK_TIMEOUT + 15
 
 
 def test_host_without_port_is_not_checked(tmp_path: Path) -> None:

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import ast
 import json
 import math
 import pickle
 import random
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +27,8 @@ from trio_bots.metrics import (
 
 
 def snap(rec: Recorder, now: float = 1.0, bots: int = 0, active: float = 1.0) -> dict[str, Any]:
+    """The snapshot at a run's end: the last (partial) second ticked, then read."""
+    rec.tick(int(now - rec.start_time), bots)
     return rec.snapshot(now, bots_running=bots, active_seconds=active)
 
 
@@ -123,6 +127,25 @@ def test_total_leaves_out_fanout_names() -> None:
         stats["nope"]
 
 
+def test_combine_sums_the_histograms_of_several_names_exactly() -> None:
+    rec, one = Recorder(0.0), Recorder(0.0)
+    for g in range(40):
+        for us in (100 + g, 5_000 + 37 * g, 250_000 + 1_001 * g):
+            rec.record_fanout(f"group:room-{g}", us)
+            one.record_fanout("fanout", us)
+    stats = stats_from_snapshot(snap(rec))
+    expected = stats_from_snapshot(snap(one))["fanout"]
+    merged = stats.combine("fan-out", sorted(stats), kind="fanout")
+    assert (merged.name, merged.kind, merged.count) == ("fan-out", "fanout", 120)
+    figures = [
+        (s.min, s.mean, s.max, *(s.percentile(q) for q in (50, 90, 99))) for s in (merged, expected)
+    ]
+    assert figures[0] == figures[1]
+    assert stats.combine("none", []).count == 0 and math.isnan(stats.combine("none", []).max)
+    with pytest.raises(KeyError, match="no stats recorded under 'nope'"):
+        stats.combine("x", ["nope"])
+
+
 def test_bytes_counters_gauges() -> None:
     rec = Recorder(0.0)
     rec.add_bytes("a", 10, 20)
@@ -140,7 +163,7 @@ def test_bytes_counters_gauges() -> None:
 def test_raw_histogram() -> None:
     rec = Recorder(0.0)
     rec.record("a", 1000)  # before any corrected sample: raw == corrected
-    rec.tick(0.5, 1)
+    rec.tick(0, 1)
     rec.record("a", 2000)
     rec.record_corrected("a", 50_000, 3000)
     rec.record("a", 4000)
@@ -156,7 +179,7 @@ def test_raw_histogram() -> None:
 def test_failures_grouped_most_frequent_first() -> None:
     rec = Recorder(0.0)
     rec.record_failure("a", "OSError", "reset", 3)
-    rec.tick(1.0, 1)
+    rec.tick(1, 1)
     rec.record_failure("a", "ValueError", "boom", 5)
     rec.record_failure("a", "ValueError", "boom", 1)
     rec.record_failure("a", "OSError", "reset", 9)
@@ -172,13 +195,13 @@ def test_failures_grouped_most_frequent_first() -> None:
 def test_timeline_buckets() -> None:
     rec = Recorder(10.0)
     rec.record("a", 1000)
-    rec.tick(10.5, 2)
+    rec.tick(0, 2)
     rec.record("a", 3000)
     rec.record_failure("a", "E", "m", 0)
-    rec.tick(10.9, 3)  # same second: merged, bots = latest
-    rec.tick(12.1, 4)  # idle tick still makes a bucket
+    rec.tick(0, 3)  # same second: merged, bots = latest
+    rec.tick(2, 4)  # idle tick still makes a bucket
     rec.record_fanout("direct", 7)
-    rec.tick(11.0, 5)  # the clock never goes back: lands in second 2
+    rec.tick(1, 5)  # the ticker never goes back: lands in second 2
     timeline = timeline_from_snapshot(snap(rec, now=13.0, bots=1))
     assert [(b.t, b.bots, b.count, b.failures) for b in timeline] == [
         (0, 3, 2, 1),
@@ -295,15 +318,15 @@ def run_split(evs: list[Any], ticks: list[float]) -> tuple[dict[str, Any], list[
     i = 0
     for bot, (op, name, us, raw, t, shard) in enumerate(order):
         while i < len(flushes) and flushes[i] <= t:
-            single.tick(flushes[i], 6)
+            single.tick(int(flushes[i]), 6)
             for s in shards:
-                s.tick(flushes[i], 2)
+                s.tick(int(flushes[i]), 2)
             i += 1
         # bot ids grow with time: the "first bot" of a group is then well defined across shards
         feed(single, op, name, us, raw, bot)
         feed(shards[shard], op, name, us, raw, bot)
-    end = single.snapshot(5.0, bots_running=3, active_seconds=5.0)
-    parts = [s.snapshot(5.0, bots_running=1, active_seconds=5.0) for s in shards]
+    end = snap(single, now=5.0, bots=3, active=5.0)
+    parts = [snap(s, now=5.0, bots=1, active=5.0) for s in shards]
     return end, parts
 
 
@@ -356,10 +379,10 @@ def test_same_bucket() -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.integers(min_value=0, max_value=2 * 3_600_000_000), max_size=200))
 def test_fast_record_equals_hdrh_record_value(values: list[int]) -> None:
-    from trio_bots.metrics._hdr import HIGHEST_US, _fast_record, _new_hist
+    from trio_bots.metrics._hdr import HIGHEST_US, fast_record, new_hist
 
-    ours, theirs = _new_hist(), _new_hist()
-    record = _fast_record(ours)
+    ours, theirs = new_hist(), new_hist()
+    record = fast_record(ours)
     for value in values:
         if value > HIGHEST_US:
             assert not record(value)  # refused: the recorder clamps it to the hour
@@ -368,3 +391,15 @@ def test_fast_record_equals_hdrh_record_value(values: list[int]) -> None:
     assert list(ours.counts) == list(theirs.counts)
     assert ours.get_total_count() == theirs.get_total_count()
     assert (ours.min_value, ours.max_value) == (theirs.min_value, theirs.max_value)
+
+
+def test_no_module_imports_another_modules_underscore_names() -> None:
+    """A module may import a private module, never another module's underscore name."""
+    package = Path(__file__).parent.parent / "trio_bots"
+    files = sorted([*(package / "metrics").glob("*.py"), *(package / "report").glob("*.py")])
+    assert len(files) >= 10
+    for file in files:
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                assert not private, (file.name, node.module, private)

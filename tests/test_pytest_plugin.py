@@ -165,6 +165,59 @@ async def test_bots(swarm_runner):
     result.stdout.no_fnmatch_line("*Exceptions from Trio nursery*")
 
 
+def test_exception_groups_are_unwrapped_only_in_tests_that_use_the_plugin(
+    pytester: pytest.Pytester,
+) -> None:
+    # The plugin is loaded in every pytest run of a project that installs
+    # trio-bots: a test that uses none of its fixtures keeps pytest's own report,
+    # even for a group around a lone trio_bots error.
+    pytester.makeini(INI)
+    pytester.makepyfile(
+        """
+import pytest, trio, trio_bots
+
+def test_plain():
+    raise ExceptionGroup("plain group", [trio_bots.ThresholdError("plain leaf")])
+
+@pytest.mark.trio
+async def test_plain_trio():
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio_bots.swarm, None, 0)  # a ConfigError, in the nursery's group
+
+@pytest.fixture
+def run_login(swarm_runner):  # a user's fixture over ours: that test uses the plugin too
+    async def worker(bot):
+        async with bot.measure("login"):
+            await trio.sleep(0.05)
+    return lambda: swarm_runner(worker, 1, thresholds=["p99(login) < 1ms"])
+
+@pytest.mark.trio
+async def test_swarm(swarm_runner):
+    await trio.sleep(0)
+    raise ExceptionGroup("swarm group", [trio_bots.ThresholdError("swarm leaf")])
+
+@pytest.mark.trio
+async def test_indirect(run_login):
+    with trio.fail_after(30):
+        await run_login()
+"""
+    )
+    reports = pytester.inline_run().getreports("pytest_runtest_logreport")
+    failed = {r.head_line: r.longreprtext for r in reports if r.when == "call" and r.failed}
+    assert sorted(failed) == ["test_indirect", "test_plain", "test_plain_trio", "test_swarm"]
+
+    # Without the plugin's fixtures: pytest's normal ExceptionGroup report.
+    assert "ExceptionGroup: plain group (1 sub-exception)" in failed["test_plain"]
+    assert "ThresholdError: plain leaf" in failed["test_plain"]
+    assert "ExceptionGroup: " in failed["test_plain_trio"]
+    assert "ConfigError" in failed["test_plain_trio"]
+
+    # With them, directly or through another fixture: the lone error itself.
+    for name, leaf in [("test_swarm", "swarm leaf"), ("test_indirect", "1 of 1 thresholds failed")]:
+        assert "ExceptionGroup" not in failed[name]
+        assert "ThresholdError: " + leaf in failed[name]
+
+
 def test_echo_server_echoes_and_shuts_down_cleanly() -> None:
     server = _EchoServer("127.0.0.1")
     host, port = server.start()

@@ -19,7 +19,13 @@ import pytest
 from rich.console import Console
 
 from trio_bots._errors import ConfigError
-from trio_bots.metrics import Recorder, stats_from_snapshot
+from trio_bots.metrics import (
+    Recorder,
+    check_thresholds,
+    format_value,
+    stats_from_snapshot,
+)
+from trio_bots.metrics._hdr import nan_max, nan_min
 from trio_bots.report import (
     format_duration,
     read_json,
@@ -57,10 +63,11 @@ def make_run(
         for i in range(20):
             rec.record_fanout("group:lobby", 40 + i)
         rec.record_failure("login", "ConnectionResetError", "peer reset", bot_id=s + 1)
-        rec.tick(START + s + 0.5, bots_running=2 + s)
+        rec.tick(s, bots_running=2 + s)
     rec.record_failure("search", "ValueError", "bad [reply] <b>&", None)
     rec.count("logins", 7)
     rec.gauge("queue", 3.5)
+    rec.tick(SECONDS, bots_running=0)  # the run's last, partial second
     metrics = rec.snapshot(START + SECONDS, bots_running=0, active_seconds=float(SECONDS))
     thresholds = [
         {"expression": "p99(login) < 50ms", "passed": True, "measured": 0.0123, "required": 0.05},
@@ -156,19 +163,51 @@ def test_reporters_take_an_object_with_to_dict() -> None:
     assert to_json_dict(Result()) == to_json_dict(run)
 
 
+def _allowed(module: str) -> bool:
+    """What report/ may import of ours: the errors and the metrics (any of its modules)."""
+    return module in ("trio_bots._errors", "trio_bots.metrics") or module.startswith(
+        "trio_bots.metrics."
+    )
+
+
 def test_report_is_a_leaf_that_never_imports_the_engine() -> None:
-    allowed = {"trio_bots._errors", "trio_bots.metrics"}
     folder = Path(__file__).parent.parent / "trio_bots" / "report"
     files = sorted(folder.glob("*.py"))
     assert len(files) >= 6
     for file in files:
         for node in ast.walk(ast.parse(file.read_text())):
             if isinstance(node, ast.ImportFrom) and node.level >= 2:
-                assert f"trio_bots.{node.module}" in allowed, (file.name, node.module)
+                assert _allowed(f"trio_bots.{node.module}"), (file.name, node.module)
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                assert not node.module.startswith("trio_bots") or node.module in allowed
+                assert not node.module.startswith("trio_bots") or _allowed(node.module)
+                # Histograms are the metrics' business: their layout is declared once, there.
+                assert not node.module.startswith("hdrh"), (file.name, node.module)
             elif isinstance(node, ast.Import):
-                assert not any(a.name.startswith("trio_bots") for a in node.names)
+                assert not any(a.name.startswith(("trio_bots", "hdrh")) for a in node.names)
+    assert not _allowed("trio_bots._core.swarm") and not _allowed("trio_bots.metricsx")
+
+
+def _function_bodies(folder: Path) -> dict[str, list[str]]:
+    """Function name(s) by body (docstring left out), for the functions of a folder."""
+    bodies: dict[str, list[str]] = {}
+    for file in sorted(folder.glob("*.py")):
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                body = node.body
+                if isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                    body = body[1:]
+                key = ast.dump(node.args) + ast.dump(ast.Module(body=body, type_ignores=[]))
+                bodies.setdefault(key, []).append(f"{folder.name}/{file.name}:{node.name}")
+    return bodies
+
+
+def test_no_function_of_the_metrics_or_the_reports_is_written_twice() -> None:
+    package = Path(__file__).parent.parent / "trio_bots"
+    bodies = {**_function_bodies(package / "metrics")}
+    for key, names in _function_bodies(package / "report").items():
+        bodies.setdefault(key, []).extend(names)
+    assert len(bodies) > 50
+    assert [names for names in bodies.values() if len(names) > 1] == []
 
 
 # --- console ----------------------------------------------------------------------------------
@@ -189,15 +228,17 @@ def test_console_plain_output_has_every_figure_and_no_escape_codes() -> None:
     assert " ms" in " ".join(expected)
     total = line_of(text, "Aggregated").split()
     assert total[1] == str(stats.total.count + stats.total.failure_count)
-    assert line_of(text, "group:lobby").split()[-1].endswith("µs") or "µs" in line_of(
-        text, "group:lobby"
-    )
+    # One fan-out name: its own row, in µs (40 .. 59 µs), not a summary row.
+    lobby = stats["group:lobby"]
+    assert line_of(text, "group:lobby ").split()[1:3] == [str(lobby.count), "0"]
+    assert line_of(text, "group:lobby ").endswith(format_duration(lobby.max))
+    assert format_duration(lobby.max) == "59.0 µs" and "fan-out" not in text
     assert "(raw)" not in text and "(corrected)" not in text  # closed model: one figure
     assert "ConnectionResetError: peer reset" in text
     assert "ValueError: bad [reply] <b>&" in text  # markup-like text printed as is
     assert "KeyError: 'seat'" in text
     assert re.search(r"PASS\s+p99\(login\) < 50ms\s+12\.3 ms", text)
-    assert re.search(r"FAIL\s+failure_rate < 0\.001\s+0\.0095", text)
+    assert re.search(r"FAIL\s+failure_rate < 0\.001\s+0\.95%", text)
     summary = text.strip().splitlines()[-1]
     assert summary.startswith("duration 5.00 s, bots 6 started / 6 finished (size 6)")
     assert "dropped 3 messages / 2 arrivals" in summary and summary.endswith("completed")
@@ -212,7 +253,10 @@ def test_console_shows_corrected_and_raw_latency_when_they_differ() -> None:
     assert format_duration(stats.percentile(99)) in corrected
     assert format_duration(stats.raw.percentile(99)) in raw
     assert stats.percentile(99) > 5 * stats.raw.percentile(99)
-    assert line_of(text, "Aggregated (corrected)") and line_of(text, "Aggregated (raw)")
+    total = stats_from_snapshot(run["metrics"]).total
+    assert line_of(text, "Aggregated (corrected)").endswith(format_duration(total.max))
+    assert line_of(text, "Aggregated (raw)").endswith(format_duration(total.raw.max))
+    assert total.max > total.raw.max
     assert "coordinated omission" in text
     assert "login (" not in text  # closed-model names keep one row
 
@@ -491,7 +535,7 @@ def test_html_report_is_self_contained_with_tables_and_charts(tmp_path: Path) ->
     assert failures[2] == ["search", "ValueError: bad [reply] <b>&", "1", "-"]
     thresholds = next(t for t in page.tables if t[0][0] == "Result")
     assert thresholds[1] == ["PASS", "p99(login) < 50ms", "12.3 ms"]
-    assert thresholds[2][0] == "FAIL"
+    assert thresholds[2] == ["FAIL", "failure_rate < 0.001", "0.95%"]
 
 
 def test_html_report_without_plotly_says_how_to_get_it(
@@ -551,3 +595,153 @@ def test_html_report_status_catches_script_errors(tmp_path: Path) -> None:
     page.write_text(text.replace("</body>", "<script>undefinedFunction()</script></body>"))
     dom = run_chromium(page, tmp_path / "profile", "--dump-dom").stdout
     assert re.search(r'data-report-status="error: [^"]*undefinedFunction', dom)
+
+
+# --- threshold units ---------------------------------------------------------------------------
+
+
+def run_with_thresholds(*expressions: str, with_unit: bool) -> tuple[dict[str, Any], list[Any]]:
+    """One request name, so the total and the name read alike; results as to_dict() writes them."""
+    rec = Recorder(start_time=0.0)
+    for _ in range(10):
+        rec.record("login", 81_700)
+    rec.record_failure("login", "OSError", "reset", 1)
+    metrics = rec.snapshot(1.0, bots_running=0, active_seconds=1.0)
+    results = check_thresholds(stats_from_snapshot(metrics), expressions)
+    keys = ["expression", "passed", "measured", "required", *(["unit"] if with_unit else [])]
+    rows = [{key: getattr(r, key) for key in keys} for r in results]
+    run = {"schema": "trio-bots/1", "time_unit": "s", "run": {}, "metrics": metrics}
+    return {**run, "thresholds": rows}, results
+
+
+@pytest.mark.parametrize("with_unit", [True, False])
+def test_every_report_shows_a_threshold_in_its_results_unit(
+    tmp_path: Path, with_unit: bool
+) -> None:
+    expressions = ["p99 < 50ms", "p99(login) < 50ms", "failure_rate < 1%", "rps(login) > 20"]
+    run, results = run_with_thresholds(*expressions, with_unit=with_unit)
+    shown = [format_value(r.measured, r.unit) for r in results]
+    assert shown == ["81.7 ms", "81.7 ms", "9.09%", "11.0"]
+    for r, text in zip(results, shown, strict=True):
+        assert f"measured {text}," in str(r)  # the result's own line: the same figure
+    console = plain_console(run)
+    for expression, text in zip(expressions, shown, strict=True):
+        assert re.search(rf"FAIL\s+{re.escape(expression)}\s+{re.escape(text)}\n", console)
+    _, page = parse_page(write_html(run, tmp_path / "report.html"))
+    table = next(t for t in page.tables if t[0][0] == "Result")
+    assert [row[2] for row in table[1:]] == shown
+    doc = to_json_dict(run)
+    assert [t["unit"] for t in doc["thresholds"]] == ["s", "s", "ratio", "1/s"]
+
+
+def test_json_thresholds_keep_the_results_unit_and_every_other_field() -> None:
+    run = make_run()
+    run["thresholds"][0]["unit"] = "s"
+    run["thresholds"].append({"expression": "custom", "passed": True, "measured": 2.5})
+    doc = to_json_dict(run)
+    assert doc["thresholds"][0] == {**run["thresholds"][0], "unit": "s"}
+    assert doc["thresholds"][1]["unit"] == "ratio"  # written without one: from its expression
+    assert doc["thresholds"][2]["unit"] is None  # not a threshold expression: no unit to give
+    assert re.search(r"PASS\s+custom\s+2\.5\n", plain_console(run))
+
+
+# --- fan-out rows ------------------------------------------------------------------------------
+
+ROOMS = 40
+
+
+def chat_run() -> tuple[dict[str, Any], Any]:
+    """A run with one request name and 40 group fan-out names plus ``direct``, as the chat
+    example makes; and the stats of all the fan-out samples recorded under one name."""
+    rec, one = Recorder(start_time=0.0), Recorder(start_time=0.0)
+    rec.record("say", 2_000)
+    for room in range(ROOMS):
+        for us in (50 + room, 900 + 13 * room, 40_000 + 997 * room):
+            rec.record_fanout(f"group:room-{room}", us)
+            one.record_fanout("fanout", us)
+    rec.record_fanout("direct", 77)
+    one.record_fanout("fanout", 77)
+    metrics = rec.snapshot(1.0, bots_running=0, active_seconds=1.0)
+    expected = stats_from_snapshot(one.snapshot(1.0, bots_running=0, active_seconds=1.0))
+    return {"schema": "trio-bots/1", "time_unit": "s", "run": {}, "metrics": metrics}, expected[
+        "fanout"
+    ]
+
+
+def test_console_sums_the_fanout_names_in_one_row_unless_asked_for_detail() -> None:
+    run, expected = chat_run()
+    text = plain_console(run)
+    assert "group:room-" not in text and "direct " not in text
+    row = line_of(text, "fan-out (40 groups, direct) ").split()[4:]
+    assert row[:2] == [str(ROOMS * 3 + 1), "0"]  # requests, failures
+    figures = [expected.percentile(q) for q in (50, 90, 99, 99.9)] + [expected.max]
+    assert " ".join(row[3:]) == " ".join(format_duration(x) for x in figures)
+    assert "fanout_detail=True" in text
+    detail = plain_console_with(run, fanout_detail=True)
+    assert len([line for line in detail.splitlines() if line.startswith("group:room-")]) == ROOMS
+    assert line_of(detail, "direct ").split()[1:3] == ["1", "0"] and "fan-out (" not in detail
+    assert "fanout_detail=True" not in detail
+
+
+def plain_console_with(run: Any, **options: Any) -> str:
+    out = io.StringIO()
+    render_console(run, Console(file=out, force_terminal=False, width=160), **options)
+    return out.getvalue()
+
+
+def test_html_sums_the_fanout_names_in_one_row_and_json_and_csv_keep_every_name(
+    tmp_path: Path,
+) -> None:
+    run, expected = chat_run()
+    _, page = parse_page(write_html(run, tmp_path / "report.html"))
+    table = next(t for t in page.tables if t[0][:2] == ["Name", "Requests"])
+    assert [row[0] for row in table[1:]] == ["say", "Aggregated", "fan-out (40 groups, direct)"]
+    assert table[3][1:3] == [str(ROOMS * 3 + 1), "0"]
+    assert table[3][6] == format_duration(expected.percentile(99))
+    _, page = parse_page(write_html(run, tmp_path / "detail.html", fanout_detail=True))
+    table = next(t for t in page.tables if t[0][:2] == ["Name", "Requests"])
+    assert len(table) == 1 + 2 + ROOMS + 1  # header, say and Aggregated, the groups, direct
+    doc = to_json_dict(run)
+    assert len([name for name in doc["stats"] if doc["stats"][name]["kind"] == "fanout"]) == 41
+    _, rows = read_csv(write_csv(run, tmp_path / "run")[0])
+    assert len([r for r in rows if r["Type"] == "fanout"]) == 41
+
+
+def test_one_fanout_name_keeps_its_own_row() -> None:
+    rec = Recorder(start_time=0.0)
+    rec.record_fanout("fanout", 70)
+    metrics = rec.snapshot(1.0, bots_running=0, active_seconds=1.0)
+    run = {"schema": "trio-bots/1", "run": {}, "metrics": metrics}
+    assert line_of(plain_console(run), "fanout ").split()[1] == "1"
+
+
+# --- the reports' histograms are the metrics' -------------------------------------------------
+
+
+def test_running_totals_read_nan_bounds_as_the_metrics_do() -> None:
+    from trio_bots.report._hist import RunningHist, hist_stats
+
+    rec = Recorder(start_time=0.0)
+    for name, us in (("a", 100_003), ("b", 150_001), ("c", 120_005), ("d", 90_000)):
+        rec.record(name, us)
+    metrics = rec.snapshot(1.0, bots_running=0, active_seconds=1.0)
+    # "b" and "c" without exact bounds, as a snapshot may carry them: NaN, which the
+    # metrics read as "no samples" (nan_min / nan_max) when they add bounds up.
+    for name in ("b", "c"):
+        metrics["names"][name]["min"] = metrics["names"][name]["max"] = math.nan
+    names = metrics["names"]
+    running = RunningHist()
+    for entry in names.values():
+        running.add(entry["hist"], entry["min"], entry["max"])
+    low = high = math.nan
+    for entry in names.values():
+        low, high = nan_min(low, entry["min"]), nan_max(high, entry["max"])
+    assert (running.count, running.low, running.high) == (4, low, high) == (4, 0.09, 0.100003)
+    together = stats_from_snapshot(metrics).combine("all", sorted(names))
+    summed = hist_stats(running.encoded(), running.count, running.low, running.high)
+    assert [summed.min, summed.max, summed.percentile(50), summed.percentile(75)] == [
+        together.min,
+        together.max,
+        together.percentile(50),
+        together.percentile(75),
+    ]

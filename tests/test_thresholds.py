@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import re
 from typing import Any
@@ -9,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trio_bots._errors import ConfigError, ThresholdError
-from trio_bots.metrics import Recorder, StatsMap, stats_from_snapshot
+from trio_bots.metrics import Recorder, StatsMap, format_value, stats_from_snapshot
 from trio_bots.metrics._thresholds import (
     Threshold,
     ThresholdResult,
@@ -159,7 +161,11 @@ def test_round_trip(case: tuple[str, Threshold]) -> None:
     t = parse_threshold(text)
     assert t == expected
     assert parse_threshold(str(t)) == t
-    assert parse_threshold(str(t).upper() if t.name is None else str(t)).value == t.value
+    # Metric words and units are case-insensitive (a name is not: keep it as it is).
+    shouted = str(t).upper() if t.name is None else t.metric.upper() + str(t)[len(t.metric) :]
+    assert shouted != str(t)  # every metric word has a letter
+    again = parse_threshold(shouted)
+    assert (again.metric, again.name, again.op, again.value) == (t.metric, t.name, t.op, t.value)
 
 
 # --- evaluation --------------------------------------------------------------------------------
@@ -264,7 +270,7 @@ def test_assert_thresholds_lists_every_failure() -> None:
     assert isinstance(info.value, AssertionError)
     assert str(info.value).splitlines() == [
         "3 of 4 thresholds failed:",
-        "  p99(login) < 50ms failed: measured 99ms, required < 50ms",
+        "  p99(login) < 50ms failed: measured 99.0 ms, required < 50ms",
         "  failure_rate < 0.1% failed: measured 0.498%, required < 0.1%",
         "  p99(idle) < 1 failed: no samples (successful requests under 'idle': 0)",
     ]
@@ -273,34 +279,81 @@ def test_assert_thresholds_lists_every_failure() -> None:
 @pytest.mark.parametrize(
     ("expression", "measured", "shown"),
     [
-        ("p99 < 1", 2.5, "measured 2.5s, required < 1s"),
-        ("p99 < 10us", 0.0000125, "measured 12.5µs, required < 10us"),
-        ("mean < 1ms", 0.0802, "measured 80.2ms, required < 1ms"),
+        ("p99 < 1", 2.5, "measured 2.50 s, required < 1s"),
+        ("p99 < 10us", 0.0000125, "measured 12.5 µs, required < 10us"),
+        ("mean < 1ms", 0.0802, "measured 80.2 ms, required < 1ms"),
         ("count(a) > 5", 3.0, "measured 3, required > 5"),
-        ("rps > 1000", 812.25, "measured 812.25, required > 1000"),
+        ("rps > 1000", 812.25, "measured 812, required > 1000"),
         ("failure_rate == 0", 0.025, "measured 2.5%, required == 0"),
     ],
 )
 def test_readable_failure_lines(expression: str, measured: float, shown: str) -> None:
     t = parse_threshold(expression)
-    assert str(ThresholdResult(str(t), False, measured, t.value)) == f"{t} failed: {shown}"
+    result = ThresholdResult(str(t), False, measured, t.value)
+    assert str(result) == f"{t} failed: {shown}"
+    # The line's figure is the one every report shows for the result.
+    assert f"measured {format_value(measured, result.unit)}," in str(result)
+
+
+@pytest.mark.parametrize(
+    ("expression", "unit"),
+    [
+        ("p99 < 50ms", "s"),  # the total: no name in parentheses
+        ("p99(login) < 50ms", "s"),
+        ("P99.9 <= 0.05", "s"),
+        ("median(login) < 1", "s"),
+        ("mean < 250us", "s"),
+        ("max(login) < 2s", "s"),
+        ("failure_rate < 1%", "ratio"),
+        ("failure_rate(login) == 0", "ratio"),
+        ("rps(login) > 5", "1/s"),
+        ("count >= 1", "count"),
+    ],
+)
+def test_result_unit_is_decided_once_from_the_parsed_threshold(expression: str, unit: str) -> None:
+    stats = make_stats()
+    t = parse_threshold(expression)
+    assert t.base_unit == unit
+    [checked] = check_thresholds(stats, [expression])
+    assert checked.unit == unit
+    # Built by hand (as the CLI does for a name never recorded), it takes the same unit.
+    assert ThresholdResult(expression, False, None, t.value).unit == unit
+    # And the text shows the figure in that unit, with or without a name in parentheses.
+    if checked.measured is not None:
+        assert f"measured {format_value(checked.measured, unit)}" in str(checked)
+
+
+def test_total_and_named_latency_thresholds_read_alike() -> None:
+    rec = Recorder(0.0)
+    rec.record("login", 81_700)
+    stats = stats_from_snapshot(rec.snapshot(1.0, bots_running=0, active_seconds=1.0))
+    total, named = check_thresholds(stats, ["p99 < 50ms", "p99(login) < 50ms"])
+    assert (total.unit, named.unit) == ("s", "s")
+    assert str(total) == "p99 < 50ms failed: measured 81.7 ms, required < 50ms"
+    assert str(named) == "p99(login) < 50ms failed: measured 81.7 ms, required < 50ms"
+
+
+def test_result_unit_must_be_known() -> None:
+    with pytest.raises(ConfigError, match="unit is one of 's', 'ratio', '1/s', 'count', got 'ms'"):
+        ThresholdResult("p99 < 1", True, 0.5, 1.0, unit="ms")
 
 
 def test_result_str_of_a_foreign_expression() -> None:
-    assert str(ThresholdResult("custom", False, 2.5, 1.0)) == "custom failed: measured 2.5"
+    r = ThresholdResult("custom", False, 2.5, 1.0, unit="1/s")
+    assert str(r) == "custom failed: measured 2.50"
+    with pytest.raises(ConfigError, match=r"ThresholdResult\('custom', \.\.\.\) needs unit="):
+        ThresholdResult("custom", False, 2.5, 1.0)
 
 
 def test_result_is_plain_data() -> None:
     [r] = check_thresholds(make_stats(), ["p50(ping) < 1ms"])
-    data: dict[str, Any] = {
-        "expression": r.expression,
-        "passed": r.passed,
-        "measured": r.measured,
-        "required": r.required,
-    }
+    data = dataclasses.asdict(r)
     assert data == {
         "expression": "p50(ping) < 1ms",
         "passed": True,
         "measured": 0.0005,
         "required": 0.001,
+        "reason": "",
+        "unit": "s",
     }
+    assert ThresholdResult(**json.loads(json.dumps(data))) == r

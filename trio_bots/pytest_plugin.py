@@ -9,6 +9,10 @@ trio and asyncio) alike; the plugin never turns ``trio_mode`` on.
 * ``echo_server``: a loopback TCP echo server in its own thread and event
   loop; gives ``(host, port)``.
 
+In a test that uses one of these fixtures, an ExceptionGroup around a lone
+trio_bots error (pytest-trio wraps a test's exception in one) is reported as
+that error; every other test keeps pytest's own report.
+
 Example (a test module)::
 
     import pytest
@@ -31,7 +35,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Awaitable, Generator, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import pytest
@@ -40,10 +44,21 @@ import trio
 from ._errors import TrioBotsError
 
 if TYPE_CHECKING:
-    from ._core.swarm import SwarmResult
+    from ._core.result import SwarmResult
 
 #: How long teardown waits for the echo server's thread to end.
 _JOIN_TIMEOUT = 10.0
+
+#: The names of the fixtures defined here (by `_fixture`). The plugin loads in
+#: every pytest run of a project that installs trio-bots; only a test that uses
+#: one of them, directly or through another fixture, is its business.
+_FIXTURES: set[str] = set()
+
+
+def _fixture(fn: Callable[..., object]) -> Any:
+    """`pytest.fixture`, for the fixtures of this plugin: records the name in `_FIXTURES`."""
+    _FIXTURES.add(fn.__name__)
+    return pytest.fixture(fn)
 
 
 class SwarmRunner(Protocol):
@@ -106,9 +121,14 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, o
 
     pytest-trio (and task groups in general) wrap a test's exception in an
     ExceptionGroup; a failed threshold or an aborted swarm then reads as
-    "ExceptionGroup: ...". Only a group holding exactly one `TrioBotsError`
-    is unwrapped; its traceback and ``__cause__`` (the bot's exception) stay.
+    "ExceptionGroup: ...". Only in a test that uses one of this plugin's
+    fixtures, and only a group holding exactly one `TrioBotsError`, is
+    unwrapped; its traceback and ``__cause__`` (the bot's exception) stay.
+    Every other test keeps pytest's own report.
     """
+    __tracebackhide__ = True  # the test's failure, not this hook's
+    if _FIXTURES.isdisjoint(pyfuncitem.fixturenames):
+        return (yield)
     try:
         return (yield)
     except BaseExceptionGroup as group:
@@ -118,7 +138,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, o
     raise leaf  # outside the except block: no "during handling" noise
 
 
-@pytest.fixture
+@_fixture
 def swarm_runner() -> SwarmRunner:
     """An async function that runs a swarm and returns its `SwarmResult`.
 
@@ -196,7 +216,7 @@ class _EchoServer:
                 pass  # the client went away mid-echo: normal for a load test
 
 
-@pytest.fixture
+@_fixture
 def echo_server() -> Iterator[EchoAddress]:
     """A TCP echo server on 127.0.0.1, in its own thread and event loop.
 

@@ -19,28 +19,28 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-import sniffio
-import trio
-
 from .._errors import RequestTimeout
-from . import transport as _transport
-from .messaging import _RECV_ALL, Inbox, Message, RecvFilter, SendFilter
+from . import transport
+from .load import Iterations
+from .messaging import RECV_ALL, Message, Messaging, RecvFilter, SendFilter
+from .runtime import BotState, Runtime
 
 if TYPE_CHECKING:
     import ssl
 
-    from .load import Iterations
     from .swarm import Swarm
 
 logger = logging.getLogger("trio_bots")
 
+#: The bot of the running task: set once at the top of each bot's task, which has its own
+#: copy of the context on trio and on asyncio alike.
 _current_bot: ContextVar[Bot] = ContextVar("trio_bots.current_bot")
-
-_NO_GROUPS: frozenset[Hashable] = frozenset()
 
 
 def current_bot() -> Bot:
     """The `Bot` running the current task, for workers that are not passed one.
+
+    Tasks that a bot starts in its own nursery see the same bot.
 
     Raises:
         RuntimeError: outside a bot's task.
@@ -53,36 +53,15 @@ def current_bot() -> Bot:
         I am bot 0
     """
     bot = _current_bot.get(None)
-    if bot is None and _in_trio():
-        bot = _bot_of_trio_task(trio.lowlevel.current_task())
     if bot is None:
         raise RuntimeError("current_bot() was called outside a bot's task")
     return bot
 
 
-def _in_trio() -> bool:
-    try:
-        return sniffio.current_async_library() == "trio"
-    except sniffio.AsyncLibraryNotFoundError:
-        return False
-
-
-def _bot_of_trio_task(task: Any) -> Bot | None:
-    """The bot whose task is `task` or one of its ancestors.
-
-    On trio a bot's task runs ``Swarm._run_bot(bot, worker)``; finding the bot
-    there costs nothing per bot, where a context variable costs ~130 bytes.
-    """
-    from .swarm import Swarm
-
-    run_bot_code = Swarm._run_bot.__code__
-    while task is not None:
-        frame = getattr(task.coro, "cr_frame", None)
-        if frame is not None and frame.f_code is run_bot_code:
-            return frame.f_locals.get("bot")  # type: ignore[no-any-return]
-        nursery = task.parent_nursery
-        task = nursery.parent_task if nursery is not None else None
-    return None
+def enter_bot_task(bot: Bot) -> None:
+    """Make `bot` the `current_bot` of the running task (the swarm calls it at the top
+    of each bot's task)."""
+    _current_bot.set(bot)
 
 
 class Bot:
@@ -104,33 +83,16 @@ class Bot:
         0 ['blue']
     """
 
-    __slots__ = (
-        "__weakref__",
-        "_groups",
-        "_inbox",
-        "_lateness",
-        "_log",
-        "_owned",
-        "_random",
-        "_scope",
-        "_stopping",
-        "id",
-        "swarm",
-    )
+    __slots__ = ("__weakref__", "_messaging", "_runtime", "_state", "id", "swarm")
 
-    def __init__(self, swarm: Swarm, bot_id: int) -> None:
-        self.id = bot_id
+    def __init__(
+        self, swarm: Swarm, state: BotState, runtime: Runtime, messaging: Messaging
+    ) -> None:
+        self.id = state.id
         self.swarm = swarm
-        self._groups: frozenset[Hashable] = _NO_GROUPS
-        self._inbox: Inbox | None = None
-        #: None, one resource, or a list of them (oldest first).
-        self._owned: Any = None
-        self._random: random.Random | None = None
-        self._log: logging.LoggerAdapter[logging.Logger] | None = None
-        self._stopping: Any = None
-        self._scope: Any = None
-        #: Seconds this bot's current open-model iteration started late (CO correction).
-        self._lateness = 0.0
+        self._state = state
+        self._runtime = runtime
+        self._messaging = messaging
 
     def __repr__(self) -> str:
         return f"<Bot {self.id}>"
@@ -140,35 +102,37 @@ class Bot:
     @property
     def groups(self) -> frozenset[Hashable]:
         """The groups this bot is a member of."""
-        return self._groups
+        return self._state.groups
 
     @property
     def stopping(self) -> Any:
         """An Event set when a graceful stop reaches this bot (duration, stop, signal, ramp)."""
-        if self._stopping is not None:
-            return self._stopping
-        swarm = self.swarm
-        if swarm._load is None or not swarm._load.scoped:
-            return swarm._stopping  # one shared event, unless bots can be retired one by one
-        event = self._stopping = swarm._backend.event()
-        if swarm._stopping.is_set():
-            event.set()
-        return event
+        return self._runtime.stopping_event(self._state)
 
     @property
     def random(self) -> random.Random:
         """A `random.Random` for this bot, seeded from (``seed``, id) when ``seed`` is given."""
-        if self._random is None:
-            seed = self.swarm.options["seed"]
-            self._random = random.Random(None if seed is None else f"{seed}:{self.id}")
-        return self._random
+        state = self._state
+        if state.random is None:
+            seed = self._runtime.options["seed"]
+            state.random = random.Random(None if seed is None else f"{seed}:{self.id}")
+        return state.random
 
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
         """A logger tagged with the bot id (``extra={"bot_id": id}``, messages prefixed)."""
-        if self._log is None:
-            self._log = _BotLogger(logger, {"bot_id": self.id})
-        return self._log
+        state = self._state
+        if state.log is None:
+            state.log = _BotLogger(logger, {"bot_id": self.id})
+        return state.log
+
+    @property
+    def owned(self) -> tuple[Any, ...]:
+        """What this bot owns now, oldest first (see `own`)."""
+        owned = self._state.owned
+        if owned is None:
+            return ()
+        return tuple(owned) if isinstance(owned, list) else (owned,)
 
     # -- resources
 
@@ -187,12 +151,13 @@ class Bot:
         """
         if not (hasattr(resource, "aclose") or hasattr(resource, "close")):
             raise TypeError(f"bot.own() takes something with aclose() or close(), got {resource!r}")
-        owned = self._owned
+        state = self._state
+        owned = state.owned
         if owned is None:
-            self._owned = resource  # most bots own one socket: no list for it
+            state.owned = resource  # most bots own one socket: no list for it
             return resource
         if not isinstance(owned, list):
-            owned = self._owned = [owned]
+            owned = state.owned = [owned]
         owned.append(resource)
         count = len(owned)
         if count >= 16 and count & (count - 1) == 0:
@@ -202,14 +167,17 @@ class Bot:
             owned[:] = [r for r in owned if not _is_closed(r)]
         return resource
 
-    async def _close_owned(self) -> None:
-        owned = self._owned
+    async def close_owned(self) -> None:
+        """Close everything this bot owns, newest first, shielded from cancellation
+        (the swarm calls it when the bot ends)."""
+        state = self._state
+        owned = state.owned
         if owned is None:
             return
-        self._owned = None
+        state.owned = None
         if not isinstance(owned, list):
             owned = [owned]
-        with self.swarm._backend.cancel_scope(shield=True):
+        with self._runtime.backend.cancel_scope(shield=True):
             for resource in reversed(owned):
                 try:
                     aclose = getattr(resource, "aclose", None)
@@ -244,12 +212,12 @@ class Bot:
             ...     stream = await bot.connect_tcp("127.0.0.1", 7777)
             ...     await stream.send_all(b"PING\\n")
         """
-        stream = await _transport.connect_tcp(
+        stream = await transport.connect_tcp(
             host, port, tls=tls, ssl_context=ssl_context, server_hostname=server_hostname
         )
         return self.own(stream)
 
-    async def connect_udp(self, host: str, port: int) -> _transport.UDPConnection:
+    async def connect_udp(self, host: str, port: int) -> transport.UDPConnection:
         """A UDP socket connected to (host, port), owned by this bot.
 
         Example:
@@ -257,7 +225,7 @@ class Bot:
             ...     udp = await bot.connect_udp("127.0.0.1", 9999)
             ...     await udp.send(b"ping")
         """
-        return self.own(await _transport.connect_udp(host, port))  # type: ignore[no-any-return]
+        return self.own(await transport.connect_udp(host, port))  # type: ignore[no-any-return]
 
     async def open_tcp_listener(self, port: int = 0, host: str = "127.0.0.1") -> Any:
         """A TCP listener owned by this bot, for bots that act as servers.
@@ -267,7 +235,7 @@ class Bot:
             ...     listener = await bot.open_tcp_listener()
             ...     port = listener.socket.getsockname()[1]
         """
-        return self.own(await _transport.open_tcp_listener(port, host))
+        return self.own(await transport.open_tcp_listener(port, host))
 
     # -- groups and messages
 
@@ -278,8 +246,7 @@ class Bot:
             >>> async def worker(bot):
             ...     bot.join("table-1")
         """
-        self.swarm._groups.join(self, group)
-        self._groups = self._groups | {group}
+        self._messaging.join(self._state, group)
 
     def leave(self, group: Hashable) -> None:
         """Leave a group; leaving one you are not in does nothing.
@@ -288,9 +255,7 @@ class Bot:
             >>> async def worker(bot):
             ...     bot.leave("table-1")
         """
-        if group in self._groups:
-            self._groups = self._groups - {group}
-            self.swarm._groups.leave(self, group)
+        self._messaging.leave(self._state, group)
 
     def send(self, filter: SendFilter, data: Any) -> Coroutine[Any, Any, list[int]]:
         """Send `data` to the bots `filter` names; returns the ids that received it.
@@ -304,7 +269,7 @@ class Bot:
             ...     ids = await bot.send(trio_bots.send_group("table-1"), b"hello")
         """
         # The engine's coroutine itself: one frame less on every suspend and resume.
-        return self.swarm._groups.send(self, filter, data)
+        return self._messaging.send(self._state, filter, data)
 
     def send_nowait(self, filter: SendFilter, data: Any) -> list[int]:
         """Like `send` without waiting.
@@ -316,9 +281,9 @@ class Bot:
             >>> async def worker(bot):
             ...     bot.send_nowait(trio_bots.send_all(), "tick")
         """
-        return self.swarm._groups.send_nowait(self, filter, data)
+        return self._messaging.send_nowait(self._state, filter, data)
 
-    def receive(self, filter: RecvFilter = _RECV_ALL) -> Coroutine[Any, Any, Message]:
+    def receive(self, filter: RecvFilter = RECV_ALL) -> Coroutine[Any, Any, Message]:
         """The oldest message that matches `filter`, waiting for one if needed.
 
         Raises:
@@ -329,18 +294,18 @@ class Bot:
             >>> async def worker(bot):
             ...     msg = await bot.receive(trio_bots.recv_from(0))
         """
-        return self.swarm._groups.receive(self, filter)  # as in send()
+        return self._messaging.receive(self._state, filter)  # as in send()
 
-    def receive_nowait(self, filter: RecvFilter = _RECV_ALL) -> Message:
+    def receive_nowait(self, filter: RecvFilter = RECV_ALL) -> Message:
         """The oldest matching message; raises `trio.WouldBlock` when there is none.
 
         Example:
             >>> async def worker(bot):
             ...     msg = bot.receive_nowait(trio_bots.recv_all())
         """
-        return self.swarm._groups.receive_nowait(self, filter)
+        return self._messaging.receive_nowait(self._state, filter)
 
-    def recv(self, filter: RecvFilter = _RECV_ALL) -> list[Message]:
+    def recv(self, filter: RecvFilter = RECV_ALL) -> list[Message]:
         """Every matching message, oldest first, without waiting (the seed's ``recv``).
 
         Example:
@@ -348,9 +313,9 @@ class Bot:
             ...     for msg in bot.recv(trio_bots.recv_all()):
             ...         print(msg.data)
         """
-        return self.swarm._groups.recv(self, filter)
+        return self._messaging.recv(self._state, filter)
 
-    def has_message(self, filter: RecvFilter = _RECV_ALL) -> bool:
+    def has_message(self, filter: RecvFilter = RECV_ALL) -> bool:
         """Whether a message matching `filter` is waiting.
 
         Example:
@@ -358,13 +323,23 @@ class Bot:
             ...     while not bot.has_message():
             ...         await bot.step()
         """
-        return self.swarm._groups.has_message(self, filter)
+        return self._messaging.has_message(self._state, filter)
 
-    async def barrier(self, name: Hashable, group: Hashable | None = None) -> None:
+    async def barrier(
+        self, name: Hashable, group: Hashable | None = None, parties: int | None = None
+    ) -> None:
         """Wait until every live member of `group` (or every live bot) has arrived.
 
         Bots that end, join or leave are accounted for at once, so a dead bot
-        never deadlocks a barrier. The barrier is reusable.
+        never deadlocks a barrier. The barrier is reusable: each release begins
+        a new generation under the same name.
+
+        A barrier never releases while a bot that was started has not yet run
+        to its first checkpoint: so ``bot.join(room)`` then
+        ``await bot.barrier("in", group=room)`` waits for every roommate, even
+        when trio happens to run one bot first. With ``parties=N`` the barrier
+        waits for N arrivals instead (at most the live bots), as
+        `threading.Barrier` does; every call to one barrier gives the same N.
 
         Raises:
             ConfigError: for a group barrier when this bot is not a member.
@@ -374,7 +349,7 @@ class Bot:
             ...     bot.join("room")
             ...     await bot.barrier("all-joined", group="room")
         """
-        await self.swarm._groups.barrier(self, name, group)
+        await self._messaging.barrier(self._state, name, group, parties)
 
     async def step(self) -> None:
         """A barrier over every live bot: the seed's ``yield``.
@@ -383,7 +358,7 @@ class Bot:
             >>> async def worker(bot):
             ...     await bot.step()
         """
-        await self.swarm._groups.barrier(self, "step", None)
+        await self._messaging.barrier(self._state, "step", None)
 
     # -- iterating
 
@@ -402,9 +377,7 @@ class Bot:
             ...             async with bot.measure("ping"):
             ...                 await stream.send_all(b"PING\\n")
         """
-        from .load import Iterations
-
-        return Iterations(self)
+        return Iterations(self, self._state, self._runtime)
 
     # -- measuring
 
@@ -423,7 +396,7 @@ class Bot:
             ...         if reply != b"OK\\n":
             ...             m.fail(f"unexpected reply {reply!r}")
         """
-        return Measure(self, name)
+        return Measure(self._runtime, self._state, name)
 
     def record(self, name: str, seconds: float, *, failed: bool = False) -> None:
         """Record a measurement taken elsewhere.
@@ -432,7 +405,7 @@ class Bot:
             >>> async def worker(bot):
             ...     bot.record("server-side", 0.012)
         """
-        recorder = self.swarm._recorder
+        recorder = self._runtime.recorder
         if failed:
             recorder.record_failure(name, "Failed", "recorded as failed", self.id)
         else:
@@ -445,7 +418,7 @@ class Bot:
             >>> async def worker(bot):
             ...     bot.count("moves")
         """
-        self.swarm._recorder.count(name, n)
+        self._runtime.recorder.count(name, n)
 
     def gauge(self, name: str, value: float) -> None:
         """Set the custom gauge `name` (the last value wins).
@@ -454,7 +427,7 @@ class Bot:
             >>> async def worker(bot):
             ...     bot.gauge("queue_depth", 12)
         """
-        self.swarm._recorder.gauge(name, value)
+        self._runtime.recorder.gauge(name, value)
 
 
 def _is_closed(resource: Any) -> bool:
@@ -481,15 +454,19 @@ class Measure:
     """The context manager `Bot.measure` returns; see there.
 
     Example:
+        >>> import trio, trio_bots
         >>> async def worker(bot):
         ...     async with bot.measure("ping") as m:
         ...         m.add_bytes(64, 64)
+        >>> trio.run(trio_bots.swarm, worker, 2).stats["ping"].bytes_sent
+        128
     """
 
-    __slots__ = ("_bot", "_extra", "_name", "_start")
+    __slots__ = ("_extra", "_name", "_runtime", "_start", "_state")
 
-    def __init__(self, bot: Bot, name: str) -> None:
-        self._bot = bot
+    def __init__(self, runtime: Runtime, state: BotState, name: str) -> None:
+        self._runtime = runtime
+        self._state = state
         self._name = name
         #: Made only when needed (fail, add_bytes, request_timeout): the hot path stays short.
         self._extra: _MeasureExtra | None = None
@@ -512,14 +489,14 @@ class Measure:
         extra.received += received
 
     async def __aenter__(self) -> Measure:
-        swarm = self._bot.swarm
-        timeout = swarm._request_timeout
+        runtime = self._runtime
+        timeout = runtime.request_timeout
         if timeout is not None:
-            scope = self._extras().scope = swarm._backend.cancel_scope(
-                deadline=swarm._clock() + timeout
+            scope = self._extras().scope = runtime.backend.cancel_scope(
+                deadline=runtime.clock() + timeout
             )
             scope.__enter__()
-        self._start = swarm._clock()
+        self._start = runtime.clock()
         return self
 
     async def __aexit__(
@@ -528,11 +505,10 @@ class Measure:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        bot = self._bot
-        swarm = bot.swarm
-        elapsed = swarm._clock() - self._start
-        if exc_type is None and self._extra is None and not bot._lateness:
-            swarm._recorder.record(self._name, int(elapsed * 1_000_000))  # the common case
+        runtime = self._runtime
+        elapsed = runtime.clock() - self._start
+        if exc_type is None and self._extra is None and not self._state.lateness:
+            runtime.recorder.record(self._name, int(elapsed * 1_000_000))  # the common case
             return
         self._finish(exc_type, exc, tb, elapsed)
 
@@ -543,9 +519,9 @@ class Measure:
         tb: TracebackType | None,
         elapsed: float,
     ) -> None:
-        bot = self._bot
-        swarm = bot.swarm
-        recorder = swarm._recorder
+        runtime = self._runtime
+        recorder = runtime.recorder
+        bot_id = self._state.id
         name = self._name
         extra = self._extra or _NO_EXTRA
         timed_out = False
@@ -557,12 +533,12 @@ class Measure:
         if extra.sent or extra.received:
             recorder.add_bytes(name, extra.sent, extra.received)
         if timed_out:
-            message = f"{name!r} took longer than request_timeout={swarm._request_timeout} s"
-            recorder.record_failure(name, "RequestTimeout", message, bot.id)
+            message = f"{name!r} took longer than request_timeout={runtime.request_timeout} s"
+            recorder.record_failure(name, "RequestTimeout", message, bot_id)
             raise RequestTimeout(message) from None
         if exc_type is None:
             if extra.failure is None:
-                lateness = bot._lateness
+                lateness = self._state.lateness
                 if lateness:
                     recorder.record_corrected(
                         name, int((elapsed + lateness) * 1_000_000), int(elapsed * 1_000_000)
@@ -570,9 +546,9 @@ class Measure:
                 else:
                     recorder.record(name, int(elapsed * 1_000_000))
             else:
-                recorder.record_failure(name, "Failed", extra.failure, bot.id)
+                recorder.record_failure(name, "Failed", extra.failure, bot_id)
         elif issubclass(exc_type, Exception):
-            recorder.record_failure(name, exc_type.__name__, str(exc), bot.id)
+            recorder.record_failure(name, exc_type.__name__, str(exc), bot_id)
 
 
 class _MeasureExtra:

@@ -36,10 +36,10 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .._errors import ConfigError
+from .runtime import BotState, Runtime, SwarmControl
 
 if TYPE_CHECKING:
     from .bot import Bot
-    from .swarm import Swarm
 
 
 class Iteration:
@@ -58,10 +58,13 @@ class Iteration:
         ...             await do_request(bot)
     """
 
-    __slots__ = ("_bot", "index", "intended_start", "started")
+    __slots__ = ("_bot", "_runtime", "index", "intended_start", "started")
 
-    def __init__(self, bot: Bot, index: int, intended_start: float, started: float) -> None:
+    def __init__(
+        self, bot: Bot, runtime: Runtime, index: int, intended_start: float, started: float
+    ) -> None:
         self._bot = bot
+        self._runtime = runtime
         self.index = index
         self.intended_start = intended_start
         self.started = started
@@ -77,7 +80,9 @@ class Iteration:
     ) -> bool:
         if exc_type is not None and issubclass(exc_type, Exception):
             bot = self._bot
-            bot.swarm._recorder.record_failure("iteration", exc_type.__name__, str(exc), bot.id)
+            self._runtime.recorder.record_failure(
+                "iteration", exc_type.__name__, str(exc), bot.id
+            )
             bot.log.debug("iteration %d failed: %s: %s", self.index, exc_type.__name__, exc)
             return True
         return False
@@ -93,21 +98,33 @@ class Iterations:
         ...         print("iteration", it.index)
     """
 
-    __slots__ = ("_bot", "_count", "_last_start", "_limit", "_open", "_pace", "_think")
+    __slots__ = (
+        "_bot",
+        "_count",
+        "_last_start",
+        "_limit",
+        "_open",
+        "_pace",
+        "_runtime",
+        "_state",
+        "_think",
+    )
 
     #: With no think time or pace, yield to the scheduler on every Nth iteration only;
     #: the others just check for cancellation. The body's own I/O yields anyway.
     YIELD_EVERY = 16
 
-    def __init__(self, bot: Bot) -> None:
+    def __init__(self, bot: Bot, state: BotState, runtime: Runtime) -> None:
         self._bot = bot
+        self._state = state
+        self._runtime = runtime
         self._count = 0
         self._last_start: float | None = None
-        options = bot.swarm.options
+        options = runtime.options
         self._limit: int | None = options["iterations"]
         self._pace: float | None = options["pace"]
         self._think: float | tuple[float, float] | None = options["think_time"]
-        load = bot.swarm._load
+        load = runtime.load
         self._open: OpenModel | None = load if isinstance(load, OpenModel) else None
 
     def __aiter__(self) -> Iterations:
@@ -115,7 +132,7 @@ class Iterations:
 
     async def __anext__(self) -> Iteration:
         bot = self._bot
-        swarm = bot.swarm
+        runtime = self._runtime
         count = self._count
         if self._limit is not None and count >= self._limit:
             raise StopAsyncIteration
@@ -123,8 +140,8 @@ class Iterations:
             intended = await self._open.next_arrival(bot)
             if intended is None:
                 raise StopAsyncIteration
-            now = swarm._clock()
-            bot._lateness = max(0.0, now - intended)
+            now = runtime.clock()
+            self._state.lateness = max(0.0, now - intended)
         else:
             if bot.stopping.is_set():
                 raise StopAsyncIteration
@@ -133,64 +150,69 @@ class Iterations:
                 if bot.stopping.is_set():
                     raise StopAsyncIteration
             elif count % self.YIELD_EVERY:
-                await swarm._backend.checkpoint_if_cancelled()
+                await runtime.backend.checkpoint_if_cancelled()
             else:
-                await swarm._backend.checkpoint()
-            now = intended = swarm._clock()
+                await runtime.backend.checkpoint()
+            now = intended = runtime.clock()
         self._last_start = now
         self._count = count + 1
-        return Iteration(bot, count, intended, now)
+        return Iteration(bot, runtime, count, intended, now)
 
     async def _wait_between(self, bot: Bot) -> None:
-        swarm = bot.swarm
+        runtime = self._runtime
         think = self._think
         if self._pace is not None and self._last_start is not None:
             deadline = self._last_start + self._pace
         elif think is not None:
             wait = bot.random.uniform(*think) if isinstance(think, tuple) else think
-            deadline = swarm._clock() + wait
+            deadline = runtime.clock() + wait
         else:
-            await swarm._backend.checkpoint()
+            await runtime.backend.checkpoint()
             return
-        with swarm._backend.cancel_scope(deadline=deadline):
+        with runtime.backend.cancel_scope(deadline=deadline):
             await bot.stopping.wait()
 
 
 # -- drivers --------------------------------------------------------------------------------
 
 
-class _Driver:
-    """Starts the bots of a swarm over time. `scoped`: bots get their own cancel scope."""
+class Driver:
+    """Starts the bots of a run over time, through the runtime's `SwarmControl`."""
 
-    scoped = False
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
 
-    def __init__(self, swarm: Swarm) -> None:
-        self.swarm = swarm
+    @property
+    def control(self) -> SwarmControl:
+        control = self.runtime.control
+        assert control is not None, "the swarm gives the runtime its control before the load runs"
+        return control
 
     async def run(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def bot_ended(self, bot: Bot) -> None:
+    def bot_ended(self, bot: BotState) -> None:
         """A bot ended, however."""
 
     def stopping(self) -> None:
         """A graceful stop of the whole swarm began."""
 
 
-class ClosedModel(_Driver):
+class ClosedModel(Driver):
     """``spawn_rate`` ramps and linear ``stages``; ramp-down retires the newest bots."""
 
-    def __init__(self, swarm: Swarm) -> None:
-        super().__init__(swarm)
-        options = swarm.options
+    def __init__(self, runtime: Runtime) -> None:
+        super().__init__(runtime)
+        options = runtime.options
         self.stages: list[tuple[float, float]] | None = options["stages"]
         self.spawn_rate: float | None = options["spawn_rate"]
-        self.scoped = self.stages is not None
+        # Ramp-down stops bots one by one: each gets its own stopping event and scope.
+        runtime.per_bot_stops = self.stages is not None
         #: Live bots not retiring, oldest first.
-        self.active: list[Bot] = []
-        self.retiring: set[Bot] = set()
+        self.active: list[BotState] = []
+        self.retiring: set[BotState] = set()
 
-    def bot_ended(self, bot: Bot) -> None:
+    def bot_ended(self, bot: BotState) -> None:
         if bot in self.retiring:
             self.retiring.discard(bot)
         else:
@@ -198,45 +220,47 @@ class ClosedModel(_Driver):
 
     def stopping(self) -> None:
         for bot in (*self.active, *self.retiring):
-            if bot._stopping is not None:
-                bot._stopping.set()
+            if bot.stopping is not None:
+                bot.stopping.set()
 
     def _spawn(self) -> None:
-        self.active.append(self.swarm._spawn())
+        self.active.append(self.control.spawn())
 
     def _retire(self) -> None:
         bot = self.active.pop()
         self.retiring.add(bot)
-        bot.stopping.set()
-        self.swarm._task_group.start_soon(self._cancel_after_grace, bot)
+        self.runtime.stopping_event(bot).set()
+        self.control.start_soon(self._cancel_after_grace, bot, name="trio_bots retire")
 
-    async def _cancel_after_grace(self, bot: Bot) -> None:
-        await anyio.sleep(self.swarm.options["stop_grace"])
-        if bot._scope is not None:
-            bot._scope.cancel()
+    async def _cancel_after_grace(self, bot: BotState) -> None:
+        await anyio.sleep(self.runtime.options["stop_grace"])
+        if bot.scope is not None:
+            bot.scope.cancel()
 
     async def run(self) -> None:
-        swarm = self.swarm
-        clock = swarm._clock
-        start = swarm._start_time
+        runtime = self.runtime
+        stopping = runtime.stopping
+        clock = runtime.clock
+        start = runtime.start_time
+        size = runtime.size
         try:
             if self.stages is None:
                 rate = self.spawn_rate
-                for index in range(swarm.size):
+                for index in range(size):
                     if rate is not None and index:
                         await anyio.sleep_until(start + index / rate)
-                        if swarm._stopping.is_set():
+                        if stopping.is_set():
                             return
                     self._spawn()
                 return
-            for _ in range(swarm.size):
+            for _ in range(size):
                 self._spawn()
             stage_start = start
-            level = float(swarm.size)
+            level = float(size)
             for seconds, stage_target in self.stages:
                 target = round(stage_target)  # whole bots, or the ramp would oscillate
                 stage_end = stage_start + seconds
-                swarm.bots_target = target
+                runtime.bots_target = target
                 while True:
                     count = len(self.active)
                     if count < target:
@@ -247,19 +271,19 @@ class ClosedModel(_Driver):
                         break
                     if at > clock():
                         await anyio.sleep_until(at)
-                    if swarm._stopping.is_set():
+                    if stopping.is_set():
                         return
                     if count < target:
                         self._spawn()
                     else:
                         self._retire()
                 await anyio.sleep_until(stage_end)
-                if swarm._stopping.is_set():
+                if stopping.is_set():
                     return
                 stage_start, level = stage_end, target
-            swarm._begin_stop()  # the stages are over: this is the run's natural end
+            self.control.begin_stop()  # the stages are over: this is the run's natural end
         finally:
-            swarm._no_more_bots()
+            self.control.no_more_bots()
 
 
 def _crossing(t0: float, t1: float, a: float, b: float, value: float) -> float:
@@ -278,26 +302,27 @@ class _Waiter:
         self.intended: float | None = None
 
 
-class OpenModel(_Driver):
+class OpenModel(Driver):
     """Arrivals at a fixed rate (or rate stages), handed to idle bots, queued or dropped.
 
     The k-th arrival's intended time is computed from k alone, so no drift
     builds up over long runs.
     """
 
-    def __init__(self, swarm: Swarm) -> None:
-        super().__init__(swarm)
-        options = swarm.options
+    def __init__(self, runtime: Runtime) -> None:
+        super().__init__(runtime)
+        options = runtime.options
         rate = options["rate"]
         self.stages: list[tuple[float, float]] = (
             rate if isinstance(rate, list) else [(math.inf, float(rate))]
         )
         peak_rate = max(r for _, r in self.stages)
-        self.max_bots: int = options["max_bots"] if options["max_bots"] is not None else swarm.size
-        if self.max_bots < 1:
+        size = runtime.size
+        self.max_bots: int = options["max_bots"] if options["max_bots"] is not None else size
+        if self.max_bots < 1:  # the options allow it, but a factory gave no awaitables
             raise ConfigError(
-                "the open model needs at least one bot: give size >= 1 (the warm pool) "
-                "or max_bots >= 1"
+                "the open model needs at least one bot, and the factory gave none: give "
+                "max_bots >= 1, or make the factory give awaitables"
             )
         max_queue = options["max_queue"]
         self.max_queue: int = math.ceil(peak_rate) if max_queue is None else max_queue
@@ -312,22 +337,22 @@ class OpenModel(_Driver):
 
     # bots
 
-    def _spawn(self) -> Bot:
+    def _spawn(self) -> None:
         self.alive += 1
-        return self.swarm._spawn()
+        self.control.spawn()
 
-    def bot_ended(self, bot: Bot) -> None:
+    def bot_ended(self, bot: BotState) -> None:
         self.alive -= 1
 
     async def next_arrival(self, bot: Bot) -> float | None:
         """Wait for this bot's next arrival; None when the run is over."""
         if self.queue:
             intended = self.queue.popleft()
-            await self.swarm._backend.checkpoint()
+            await self.runtime.backend.checkpoint()
             return intended
         if self.done:
             return None
-        waiter = _Waiter(self.swarm._backend.event())
+        waiter = _Waiter(self.runtime.backend.event())
         self.idle.append(waiter)
         try:
             await waiter.event.wait()
@@ -342,8 +367,7 @@ class OpenModel(_Driver):
     # the scheduler
 
     def _dispatch(self, intended: float) -> None:
-        swarm = self.swarm
-        late = swarm._clock() - intended
+        late = self.runtime.clock() - intended
         self.arrivals += 1
         self.lateness_sum += late
         if late > self.lateness_max:
@@ -358,7 +382,7 @@ class OpenModel(_Driver):
         elif len(self.queue) < self.max_queue:
             self.queue.append(intended)
         else:
-            swarm.dropped_arrivals += 1
+            self.runtime.dropped_arrivals += 1
 
     def stopping(self) -> None:
         self._finish()
@@ -367,20 +391,21 @@ class OpenModel(_Driver):
         if self.done:
             return
         self.done = True
-        self.swarm.dropped_arrivals += len(self.queue)
+        self.runtime.dropped_arrivals += len(self.queue)
         self.queue.clear()
         while self.idle:
             self.idle.popleft().event.set()
 
     async def run(self) -> None:
-        swarm = self.swarm
-        clock = swarm._clock
-        start = swarm._start_time
-        end = math.inf if swarm.options["duration"] is None else start + swarm.options["duration"]
+        runtime = self.runtime
+        clock = runtime.clock
+        start = runtime.start_time
+        duration = runtime.options["duration"]
+        end = math.inf if duration is None else start + duration
         try:
-            for _ in range(min(swarm.size, self.max_bots)):
+            for _ in range(min(runtime.size, self.max_bots)):
                 self._spawn()
-            swarm.bots_target = self.max_bots
+            runtime.bots_target = self.max_bots
             stage_start = stage_end = start
             # A constant rate starts at full speed; rate stages ramp up from 0.
             level = self.stages[0][1] if len(self.stages) == 1 else 0.0
@@ -397,10 +422,10 @@ class OpenModel(_Driver):
                 stage_start, level = stage_end, target
             if not self.done:
                 await anyio.sleep_until(stage_end)
-                swarm._begin_stop()  # the rate stages (or the duration) are over
+                self.control.begin_stop()  # the rate stages (or the duration) are over
         finally:
             self._finish()
-            swarm._no_more_bots()
+            self.control.no_more_bots()
 
 
 class _ArrivalTimes:
@@ -435,20 +460,14 @@ class _ArrivalTimes:
             k += 1
 
 
-def make_load(swarm: Swarm) -> _Driver | None:
-    """The load driver for `swarm`'s options, or None to start `size` bots at once."""
-    options = swarm.options
+def make_load(runtime: Runtime) -> Driver | None:
+    """The load driver for the run's options, or None to start `size` bots at once.
+
+    The options were checked together before (`options.check_combinations`).
+    """
+    options = runtime.options
     if options["rate"] is not None:
-        if options["think_time"] is not None or options["pace"] is not None:
-            raise ConfigError(
-                "think_time= and pace= belong to the closed model; with rate= the arrivals "
-                "set the pace"
-            )
-        if options["spawn_rate"] is not None:
-            raise ConfigError("spawn_rate= belongs to the closed model; rate= starts bots itself")
-        return OpenModel(swarm)
-    if options["max_queue"] is not None:
-        raise ConfigError("max_queue= belongs to the open model: give rate= too")
+        return OpenModel(runtime)
     if options["stages"] is not None or options["spawn_rate"] is not None:
-        return ClosedModel(swarm)
+        return ClosedModel(runtime)
     return None

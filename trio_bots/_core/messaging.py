@@ -21,8 +21,7 @@ Example:
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Hashable, Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import trio
@@ -30,11 +29,8 @@ import trio
 from .._errors import BotGone, ConfigError, InboxFull
 
 if TYPE_CHECKING:
-    from ..metrics import Recorder
     from .backend import Backend
-    from .bot import Bot
-
-logger = logging.getLogger("trio_bots")
+    from .runtime import BotState, Runtime
 
 #: Past this many distinct groups, ``fanout="group"`` records under one name.
 MAX_FANOUT_GROUPS = 100
@@ -69,7 +65,7 @@ class SendFilter:
     __slots__ = ()
     group: Hashable | None = None
 
-    def targets(self, groups: Groups, sender: int) -> Iterable[Bot]:  # pragma: no cover - abstract
+    def targets(self, registry: Messaging, sender: int) -> Iterable[BotState]:  # pragma: no cover
         raise NotImplementedError
 
 
@@ -79,8 +75,8 @@ class _SendGroup(SendFilter):
     def __init__(self, group: Hashable) -> None:
         self.group = group
 
-    def targets(self, groups: Groups, sender: int) -> Iterable[Bot]:
-        members = groups.members.get(self.group)
+    def targets(self, registry: Messaging, sender: int) -> Iterable[BotState]:
+        members = registry.members.get(self.group)
         if not members:
             return ()
         return [bot for bot_id, bot in members.items() if bot_id != sender]
@@ -92,8 +88,8 @@ class _SendGroup(SendFilter):
 class _SendAll(SendFilter):
     __slots__ = ()
 
-    def targets(self, groups: Groups, sender: int) -> Iterable[Bot]:
-        return [bot for bot_id, bot in groups.live.items() if bot_id != sender]
+    def targets(self, registry: Messaging, sender: int) -> Iterable[BotState]:
+        return [bot for bot_id, bot in registry.live.items() if bot_id != sender]
 
     def __repr__(self) -> str:
         return "send_all()"
@@ -105,8 +101,8 @@ class _SendBots(SendFilter):
     def __init__(self, ids: Iterable[int]) -> None:
         self.ids = tuple(dict.fromkeys(ids))  # a repeated id still gets the message once
 
-    def targets(self, groups: Groups, sender: int) -> Iterable[Bot]:
-        live = groups.live
+    def targets(self, registry: Messaging, sender: int) -> Iterable[BotState]:
+        live = registry.live
         return [live[bot_id] for bot_id in self.ids if bot_id in live]
 
     def __repr__(self) -> str:
@@ -161,10 +157,11 @@ class _RecvFrom(RecvFilter):
 
 
 _SEND_ALL = _SendAll()
-_RECV_ALL = _RecvAll()
+#: The default filter of `Bot.receive` and friends (compared by identity on the hot path).
+RECV_ALL: RecvFilter = _RecvAll()
 
 
-def _check_group(group: Hashable) -> None:
+def check_group(group: Hashable) -> None:
     if group is None:
         raise ConfigError("a group name cannot be None; use a string or an int, e.g. 'table-1'")
     try:
@@ -180,7 +177,7 @@ def send_group(group: Hashable) -> SendFilter:
         >>> send_group("table-1")
         send_group('table-1')
     """
-    _check_group(group)
+    check_group(group)
     return _SendGroup(group)
 
 
@@ -211,7 +208,7 @@ def recv_all() -> RecvFilter:
         >>> recv_all()
         recv_all()
     """
-    return _RECV_ALL
+    return RECV_ALL
 
 
 def recv_group(group: Hashable) -> RecvFilter:
@@ -221,7 +218,7 @@ def recv_group(group: Hashable) -> RecvFilter:
         >>> recv_group("table-1")
         recv_group('table-1')
     """
-    _check_group(group)
+    check_group(group)
     return _RecvGroup(group)
 
 
@@ -263,11 +260,14 @@ class Inbox:
 class _Barrier:
     """One named barrier; `arrived` only ever holds current participants."""
 
-    __slots__ = ("arrived", "event", "group", "name")
+    __slots__ = ("arrived", "event", "group", "name", "parties")
 
-    def __init__(self, backend: Backend, name: Hashable, group: Hashable | None) -> None:
+    def __init__(
+        self, backend: Backend, name: Hashable, group: Hashable | None, parties: int | None
+    ) -> None:
         self.name = name
         self.group = group
+        self.parties = parties
         self.arrived: set[int] = set()
         self.event = backend.event()
 
@@ -275,60 +275,62 @@ class _Barrier:
 # -- the registry ----------------------------------------------------------------------------
 
 
-class Groups:
-    """Every live bot, the groups, the barriers and message delivery, for one swarm."""
+class Messaging:
+    """Every live bot, the groups, the barriers and message delivery, for one run.
 
-    def __init__(
-        self,
-        backend: Backend,
-        recorder: Recorder,
-        *,
-        clock: Callable[[], float],
-        inbox_size: int,
-        on_full: str,
-        fanout: str,
-    ) -> None:
-        self.backend = backend
-        self.recorder = recorder
-        self.clock = clock
-        self.inbox_size = inbox_size
-        self.on_full = on_full
-        self.fanout = fanout
-        self.live: dict[int, Bot] = {}
-        self.members: dict[Hashable, dict[int, Bot]] = {}
+    It works on `BotState`s, the engine's side of each bot: a bot's inbox and
+    groups are fields there, not private attributes of `Bot`.
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
+        options = runtime.options
+        self.runtime = runtime
+        self.backend = runtime.backend
+        self.recorder = runtime.recorder
+        self.clock = runtime.clock
+        self.inbox_size: int = options["inbox_size"]
+        self.on_full: str = options["on_full"]
+        self.fanout: str = options["fanout"]
+        self.live: dict[int, BotState] = {}
+        self.members: dict[Hashable, dict[int, BotState]] = {}
         self.dropped_messages = 0
         self._barriers: dict[tuple[Hashable, Hashable | None], _Barrier] = {}
         self._barriers_by_group: dict[Hashable | None, list[_Barrier]] = {}
+        #: Barriers that were complete while a started bot had not begun to run.
+        self._deferred: set[_Barrier] = set()
         #: sender id -> inboxes whose blocked receive waits on that sender alone.
         self._waiting_on: dict[int, set[Inbox]] = {}
         self._fanout_names: dict[Hashable | None, str] = {None: "direct"}
-        if fanout == "total":
+        if self.fanout == "total":
             self._fanout_names[None] = "fanout"
+        runtime.on_all_began(self._all_began)
 
     # membership
 
-    def add(self, bot: Bot) -> None:
+    def add(self, bot: BotState) -> None:
         self.live[bot.id] = bot
 
-    def join(self, bot: Bot, group: Hashable) -> None:
-        _check_group(group)
+    def join(self, bot: BotState, group: Hashable) -> None:
+        check_group(group)
         members = self.members.get(group)
         if members is None:
             members = self.members[group] = {}
         members[bot.id] = bot
+        bot.groups = bot.groups | {group}
         self.inbox(bot)
 
-    def leave(self, bot: Bot, group: Hashable) -> None:
+    def leave(self, bot: BotState, group: Hashable) -> None:
         members = self.members.get(group)
         if members is None or members.pop(bot.id, None) is None:
             return
+        bot.groups = bot.groups - {group}
         if not members:
             del self.members[group]
         for barrier in self._barriers_by_group.get(group, ()):
             barrier.arrived.discard(bot.id)
             self._release_if_complete(barrier)
 
-    def remove(self, bot: Bot) -> None:
+    def remove(self, bot: BotState) -> None:
         """Forget an ended bot: wake whoever waits on it, re-check the barriers."""
         self.live.pop(bot.id, None)
         for group in bot.groups:
@@ -336,7 +338,7 @@ class Groups:
         for barrier in self._barriers_by_group.get(None, ()):
             barrier.arrived.discard(bot.id)
             self._release_if_complete(barrier)
-        inbox = bot._inbox
+        inbox = bot.inbox
         if inbox is not None:
             # Blocked senders get BrokenResourceError and skip this bot.
             inbox.receive_channel.close()
@@ -348,8 +350,8 @@ class Groups:
         if len(self.live) == 1:
             # The last bot can never get a message again: wake it if it is waiting.
             (last,) = self.live.values()
-            if last._inbox is not None and last._inbox.waiting is not None:
-                self._wake(last._inbox)
+            if last.inbox is not None and last.inbox.waiting is not None:
+                self._wake(last.inbox)
 
     def _wake(self, inbox: Inbox) -> None:
         try:
@@ -364,15 +366,15 @@ class Groups:
             if not waiters:
                 del self._waiting_on[sender]
 
-    def inbox(self, bot: Bot) -> Inbox:
-        inbox = bot._inbox
+    def inbox(self, bot: BotState) -> Inbox:
+        inbox = bot.inbox
         if inbox is None:
-            inbox = bot._inbox = Inbox(self.backend, self.inbox_size)
-        return inbox
+            inbox = bot.inbox = Inbox(self.backend, self.inbox_size)
+        return inbox  # type: ignore[no-any-return]
 
     # sending
 
-    def _targets(self, sender: Bot, flt: SendFilter) -> list[Bot]:
+    def _targets(self, sender: BotState, flt: SendFilter) -> list[BotState]:
         if not isinstance(flt, SendFilter):
             raise ConfigError(
                 f"send() takes a send filter such as send_group(g), send_all() or "
@@ -380,9 +382,9 @@ class Groups:
             )
         return list(flt.targets(self, sender.id))
 
-    def _check_capacity(self, targets: list[Bot], error: type[BaseException]) -> None:
+    def _check_capacity(self, targets: list[BotState], error: type[BaseException]) -> None:
         for bot in targets:
-            if bot._inbox is not None and bot._inbox.is_full():
+            if bot.inbox is not None and bot.inbox.is_full():
                 if error is InboxFull:
                     raise InboxFull(
                         f"bot {bot.id}'s inbox is full ({self.inbox_size} messages); nothing was "
@@ -390,7 +392,7 @@ class Groups:
                     )
                 raise error
 
-    def send_nowait(self, sender: Bot, flt: SendFilter, data: Any) -> list[int]:
+    def send_nowait(self, sender: BotState, flt: SendFilter, data: Any) -> list[int]:
         targets = self._targets(sender, flt)
         if not targets:
             return []
@@ -403,7 +405,7 @@ class Groups:
         would_block = self.backend.would_block
         received = []
         for bot in targets:
-            inbox = bot._inbox
+            inbox = bot.inbox
             if inbox is None:
                 inbox = self.inbox(bot)
             try:
@@ -414,7 +416,7 @@ class Groups:
             received.append(bot.id)
         return received
 
-    async def send(self, sender: Bot, flt: SendFilter, data: Any) -> list[int]:
+    async def send(self, sender: BotState, flt: SendFilter, data: Any) -> list[int]:
         # cancelled before anything is sent, or not at all once it is: trio's rule
         await self.backend.checkpoint_if_cancelled()
         if self.on_full != "block":
@@ -428,7 +430,7 @@ class Groups:
         received = []
         blocked = False
         for bot in targets:
-            inbox = bot._inbox
+            inbox = bot.inbox
             if inbox is None:
                 if bot.id not in self.live:
                     continue  # it ended while we were blocked on an earlier receiver
@@ -469,10 +471,9 @@ class Groups:
 
     def _new_fanout_name(self, group: Hashable | None) -> str:
         if len(self._fanout_names) > MAX_FANOUT_GROUPS:
-            logger.warning(
-                "more than %d groups carry messages: fan-out latency is now recorded under "
-                "the single name 'fanout' (fanout='total')",
-                MAX_FANOUT_GROUPS,
+            self.runtime.warn(
+                f"more than {MAX_FANOUT_GROUPS} groups carry messages: fan-out latency is now "
+                f"recorded under the single name 'fanout' (fanout='total')"
             )
             self.fanout = "total"
             return "fanout"
@@ -500,7 +501,7 @@ class Groups:
                 return msg
         return None
 
-    def _gone(self, bot: Bot, flt: RecvFilter) -> str | None:
+    def _gone(self, bot: BotState, flt: RecvFilter) -> str | None:
         """Why no message matching `flt` can ever come, or None while one still may."""
         sender = flt.sender
         if sender is not None and sender not in self.live:
@@ -509,7 +510,7 @@ class Groups:
             return f"every other bot has ended and nothing matching {flt!r} is queued"
         return None
 
-    def receive_nowait(self, bot: Bot, flt: RecvFilter) -> Message:
+    def receive_nowait(self, bot: BotState, flt: RecvFilter) -> Message:
         inbox = self.inbox(bot)
         self._drain(inbox)
         msg = self._take_pending(inbox, flt)
@@ -529,15 +530,15 @@ class Groups:
                 msg = receive_nowait()
                 if msg is _WAKE:
                     continue
-                if flt is _RECV_ALL or flt.match(msg):
+                if flt is RECV_ALL or flt.match(msg):
                     self._taken(msg)
                     return msg  # type: ignore[no-any-return]
                 inbox.pending.append(msg)
         except self.backend.nothing_to_take:
             return None
 
-    async def receive(self, bot: Bot, flt: RecvFilter) -> Message:
-        inbox = bot._inbox
+    async def receive(self, bot: BotState, flt: RecvFilter) -> Message:
+        inbox = bot.inbox
         if inbox is None:
             inbox = self.inbox(bot)
         # fast path: a message is already there; a Cancelled can only come before taking it
@@ -576,7 +577,7 @@ class Groups:
                 return msg  # type: ignore[no-any-return]
             inbox.pending.append(msg)
 
-    def recv(self, bot: Bot, flt: RecvFilter) -> list[Message]:
+    def recv(self, bot: BotState, flt: RecvFilter) -> list[Message]:
         inbox = self.inbox(bot)
         self._drain(inbox)
         taken = [msg for msg in inbox.pending if flt.match(msg)]
@@ -587,14 +588,16 @@ class Groups:
                 self._taken(msg, now)
         return taken
 
-    def has_message(self, bot: Bot, flt: RecvFilter) -> bool:
+    def has_message(self, bot: BotState, flt: RecvFilter) -> bool:
         inbox = self.inbox(bot)
         self._drain(inbox)
         return any(flt.match(msg) for msg in inbox.pending)
 
     # barriers
 
-    async def barrier(self, bot: Bot, name: Hashable, group: Hashable | None) -> None:
+    async def barrier(
+        self, bot: BotState, name: Hashable, group: Hashable | None, parties: int | None = None
+    ) -> None:
         if group is not None:
             members = self.members.get(group)
             if members is None or bot.id not in members:
@@ -602,11 +605,20 @@ class Groups:
                     f"bot {bot.id} called barrier({name!r}, group={group!r}) but is not a member "
                     f"of {group!r}; call bot.join({group!r}) first"
                 )
+        if parties is not None and (
+            isinstance(parties, bool) or not isinstance(parties, int) or parties < 1
+        ):
+            raise ConfigError(f"barrier parties must be an int >= 1, got {parties!r}")
         key = (name, group)
         barrier = self._barriers.get(key)
         if barrier is None:
-            barrier = self._barriers[key] = _Barrier(self.backend, name, group)
+            barrier = self._barriers[key] = _Barrier(self.backend, name, group, parties)
             self._barriers_by_group.setdefault(group, []).append(barrier)
+        elif barrier.parties != parties:
+            raise ConfigError(
+                f"barrier {name!r} was first used with parties={barrier.parties!r}, and now "
+                f"with parties={parties!r}; give every call the same parties"
+            )
         event = barrier.event
         barrier.arrived.add(bot.id)
         if self._release_if_complete(barrier):
@@ -619,14 +631,40 @@ class Groups:
                 barrier.arrived.discard(bot.id)
             raise
 
-    def _release_if_complete(self, barrier: _Barrier) -> bool:
+    def _participants(self, barrier: _Barrier) -> int:
+        """How many arrivals release this generation of `barrier`."""
+        if barrier.parties is not None:
+            # an explicit count, but never more than the bots still alive: a dead bot
+            # must not deadlock it
+            return min(barrier.parties, len(self.live))
         if barrier.group is None:
-            participants = len(self.live)
-        else:
-            participants = len(self.members.get(barrier.group, ()))
-        if len(barrier.arrived) < participants:
+            return len(self.live)
+        return len(self.members.get(barrier.group, ()))
+
+    def _release_if_complete(self, barrier: _Barrier) -> bool:
+        if len(barrier.arrived) < self._participants(barrier):
+            return False
+        if self.runtime.unbegun:
+            # A bot that started with this one has not run yet: it may be about to join
+            # the group (join, then barrier, is the natural pattern). Release once every
+            # started bot has reached its first checkpoint.
+            self._deferred.add(barrier)
             return False
         barrier.event.set()
         barrier.event = self.backend.event()
         barrier.arrived = set()
         return True
+
+    def _all_began(self) -> None:
+        """The last unbegun bot is running now: once it reaches its first checkpoint, the
+        deferred barriers are checked again, in a task of their own."""
+        if self._deferred:
+            control = self.runtime.control
+            assert control is not None
+            control.start_soon(self._recheck_deferred, name="trio_bots barriers")
+
+    async def _recheck_deferred(self) -> None:
+        # Runs after the bot that began has yielded: only one task runs at a time.
+        deferred, self._deferred = self._deferred, set()
+        for barrier in deferred:
+            self._release_if_complete(barrier)

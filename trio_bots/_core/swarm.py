@@ -11,196 +11,30 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import signal
-import time
+import threading
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 
-from .. import metrics as _metrics
 from .._errors import ConfigError, SwarmAborted
-from .backend import Backend, current_backend
-from .bot import Bot, _current_bot
-from .messaging import Groups
+from ..metrics import failures_from_snapshot, stats_from_snapshot, timeline_from_snapshot
+from .backend import current_backend
+from .bot import Bot, enter_bot_task
+from .load import make_load
+from .messaging import Messaging
 from .options import preflight_fds, validate_options
+from .result import BotFailure, SwarmResult, SwarmStatistics
+from .runtime import BotState, Runtime, Tick
 
 Worker = Callable[[Bot], Awaitable[Any]]
 
 _BOT_TASK_NAME = "trio_bots.bot"
-
-
-@dataclass(frozen=True)
-class BotFailure:
-    """An exception that escaped a worker and ended its bot.
-
-    Example:
-        >>> BotFailure(3, ValueError("boom"))
-        BotFailure(bot_id=3, exception=ValueError('boom'))
-    """
-
-    bot_id: int
-    exception: BaseException
-
-
-@dataclass(frozen=True)
-class SwarmStatistics:
-    """A frozen snapshot of a running swarm, from `Swarm.statistics`.
-
-    Times are seconds on the swarm clock; `metrics` is a plain-data metrics
-    snapshot (see `trio_bots.metrics`).
-
-    Example:
-        >>> async def watch(swarm):
-        ...     stats = swarm.statistics()
-        ...     print(stats.bots_running, stats.elapsed)
-    """
-
-    elapsed: float
-    duration: float | None
-    bots_running: int
-    bots_target: int
-    bots_started: int
-    bots_finished: int
-    dropped_messages: int
-    dropped_arrivals: int
-    stopping: bool
-    metrics: dict[str, Any] = field(repr=False)
-
-
-@dataclass
-class SwarmResult:
-    """What a swarm measured and how its bots ended.
-
-    Attributes:
-        stats: a `StatsMap`: ``stats[name]`` and ``stats.total``.
-        failures: the request failures, grouped by (type, message).
-        timeline: one bucket per second.
-        bot_failures: every `BotFailure`.
-        bots_started, bots_finished: bot counts.
-        dropped_messages: messages dropped under ``on_full="drop"``.
-        dropped_arrivals: open-model arrivals dropped (queue full, or queued at the stop).
-        duration: seconds from the start to the end of the run.
-        interrupted: True only when SIGINT/SIGTERM or `Swarm.stop` ended the run.
-        aborted: True when the failure policy ended the run.
-
-    Example:
-        >>> import trio, trio_bots
-        >>> async def worker(bot):
-        ...     async with bot.measure("noop"):
-        ...         pass
-        >>> result = trio.run(trio_bots.swarm, worker, 10)
-        >>> result.stats["noop"].count, result.stats.total.failure_count
-        (10, 0)
-    """
-
-    stats: _metrics.StatsMap
-    failures: list[_metrics.FailureGroup]
-    timeline: list[_metrics.TimelineBucket]
-    bot_failures: list[BotFailure]
-    bots_started: int
-    bots_finished: int
-    dropped_messages: int
-    dropped_arrivals: int
-    duration: float
-    interrupted: bool
-    aborted: bool
-    size: int
-    started_wall: float
-    options: Mapping[str, Any] = field(repr=False)
-    metrics: dict[str, Any] = field(repr=False)
-    signal: int | None = None
-
-    def check(self, *thresholds: str) -> list[Any]:
-        """Evaluate threshold expressions such as ``"p99(login) < 50ms"``.
-
-        Returns a `ThresholdResult` per expression.
-
-        Example:
-            >>> import trio, trio_bots
-            >>> async def worker(bot):
-            ...     async with bot.measure("login"):
-            ...         await trio.sleep(0)
-            >>> result = trio.run(trio_bots.swarm, worker, 5)
-            >>> [r.passed for r in result.check("failure_rate < 1%", "count(login) >= 5")]
-            [True, True]
-        """
-        from ..metrics._thresholds import check_thresholds
-
-        return list(check_thresholds(self.stats, thresholds))
-
-    def assert_thresholds(self, *thresholds: str) -> list[Any]:
-        """Like `check`, but raise `ThresholdError` listing each failed threshold.
-
-        Example:
-            >>> import trio, trio_bots
-            >>> async def worker(bot):
-            ...     async with bot.measure("login"):
-            ...         await trio.sleep(0)
-            >>> result = trio.run(trio_bots.swarm, worker, 5)
-            >>> _ = result.assert_thresholds("p99(login) < 1s", "failure_rate == 0")
-        """
-        from ..metrics._thresholds import assert_thresholds
-
-        return list(assert_thresholds(self.stats, thresholds))
-
-    def to_dict(self, thresholds: list[Any] | None = None) -> dict[str, Any]:
-        """The run as plain data, schema ``trio-bots/1``: what the reporters read.
-
-        Example:
-            >>> import trio, trio_bots
-            >>> async def worker(bot):
-            ...     await bot.step()
-            >>> result = trio.run(trio_bots.swarm, worker, 2)
-            >>> result.to_dict()["schema"]
-            'trio-bots/1'
-        """
-        return {
-            "schema": "trio-bots/1",
-            "time_unit": "s",
-            "run": {
-                "started_wall": self.started_wall,
-                "duration": self.duration,
-                "size": self.size,
-                "bots_started": self.bots_started,
-                "bots_finished": self.bots_finished,
-                "interrupted": self.interrupted,
-                "aborted": self.aborted,
-                "dropped_messages": self.dropped_messages,
-                "dropped_arrivals": self.dropped_arrivals,
-                "options": {k: _plain(v) for k, v in self.options.items()},
-                "bot_failures": [
-                    {
-                        "bot_id": f.bot_id,
-                        "type": type(f.exception).__name__,
-                        "message": str(f.exception),
-                    }
-                    for f in self.bot_failures
-                ],
-            },
-            "metrics": self.metrics,
-            "thresholds": [
-                {
-                    "expression": t.expression,
-                    "passed": t.passed,
-                    "measured": t.measured,
-                    "required": t.required,
-                }
-                for t in (thresholds or [])
-            ],
-        }
-
-
-def _plain(value: Any) -> Any:
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return repr(value)
 
 
 def _weighted_cycle(weights: Mapping[Worker, int]) -> list[Worker]:
@@ -226,10 +60,12 @@ def _worker_picker(worker: Any) -> Callable[[int], Worker]:
                 raise ConfigError(f"worker mapping keys must be async functions, got {fn!r}")
             if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
                 raise ConfigError(f"worker weights must be ints >= 1, got {weight!r} for {fn!r}")
+            check_worker(fn)
         cycle = _weighted_cycle(worker)
         return lambda index: cycle[index % len(cycle)]
     if not callable(worker):
         raise ConfigError(f"worker must be an async function worker(bot), got {worker!r}")
+    check_worker(worker)
     return lambda index: worker
 
 
@@ -255,52 +91,36 @@ class Swarm:
         True
     """
 
-    def __init__(self, worker: Any, size: int, options: dict[str, Any], backend: Backend) -> None:
-        self.size = size
-        self.options: Mapping[str, Any] = types.MappingProxyType(options)
+    def __init__(self, worker: Any, runtime: Runtime) -> None:
+        options = runtime.options
+        self.size = runtime.size
+        self.options: Mapping[str, Any] = types.MappingProxyType(dict(options))
         self.host: str | None = options["host"]
         self.result: SwarmResult | None = None
-        self._backend = backend
-        self._clock = backend.bound_clock()
+        self._runtime = runtime
+        self._backend = runtime.backend
+        self._messaging = Messaging(runtime)
         self._pick_worker = _worker_picker(worker)
-        self._request_timeout: float | None = options["request_timeout"]
         self._max_failures: int | None = options["max_failures"]
-        self._start_time = self._clock()
-        self._started_wall = time.time()
-        self._recorder = _metrics.Recorder(self._start_time)
-        self._groups = Groups(
-            backend,
-            self._recorder,
-            clock=self._clock,
-            inbox_size=options["inbox_size"],
-            on_full=options["on_full"],
-            fanout=options["fanout"],
-        )
-        self._stopping = backend.event()
-        self._done = backend.event()
+        self._done = runtime.backend.event()
         self._task_group: Any = None
-        self._next_id = 0
-        self._running = 0
-        self._bots_finished = 0
         self._bot_failures: list[BotFailure] = []
         self._feeding = True  # False once no more bots will be started
         self._aborted = False
         self._interrupted = False
+        self._timed_out = False
+        self._bots_cancelled = 0
         self._signal: int | None = None
-        self._end_time: float | None = None
-        self._first_bot_at: float | None = None
-        self._last_bot_end: float | None = None
-        self.bots_target = size
-        self.dropped_arrivals = 0
-        self._load: Any = None
+        self._load = runtime.load = make_load(runtime)
+        runtime.control = _Control(self)
 
     def __repr__(self) -> str:
-        return f"<Swarm size={self.size} running={self._running}>"
+        return f"<Swarm size={self.size} running={self._runtime.bots_running}>"
 
     # -- public
 
     def statistics(self) -> SwarmStatistics:
-        """A frozen snapshot of the run so far, for live views.
+        """A frozen snapshot of the run so far, for live views. It changes nothing.
 
         Example:
             >>> import trio, trio_bots
@@ -313,22 +133,23 @@ class Swarm:
             >>> trio.run(main)
             3
         """
-        now = self._clock()
+        runtime = self._runtime
+        load = self._load
+        arrivals = getattr(load, "arrivals", 0)
         return SwarmStatistics(
-            elapsed=now - self._start_time,
+            elapsed=runtime.clock() - runtime.start_time,
             duration=self.options["duration"],
-            bots_running=self._running,
-            bots_target=self.bots_target,
-            bots_started=self._next_id,
-            bots_finished=self._bots_finished,
-            dropped_messages=self._groups.dropped_messages,
-            dropped_arrivals=self.dropped_arrivals,
-            stopping=self._stopping.is_set(),
-            metrics=self._recorder.snapshot(
-                _just_before(now),
-                bots_running=self._running,
-                active_seconds=self._active_seconds(now),
-            ),
+            bots_running=runtime.bots_running,
+            bots_target=runtime.bots_target,
+            bots_started=runtime.bots_started,
+            bots_finished=runtime.bots_finished,
+            dropped_messages=self._messaging.dropped_messages,
+            dropped_arrivals=runtime.dropped_arrivals,
+            stopping=runtime.stopping.is_set(),
+            metrics=runtime.snapshot(),
+            arrivals=arrivals,
+            arrival_lateness_mean=getattr(load, "lateness_sum", 0.0) / max(arrivals, 1),
+            arrival_lateness_max=getattr(load, "lateness_max", 0.0),
         )
 
     def stop(self) -> None:
@@ -350,37 +171,66 @@ class Swarm:
         self._interrupted = True
         self._begin_stop()
 
+    def on_tick(self, fn: Callable[[Tick], None]) -> Callable[[], None]:
+        """Call ``fn(tick)`` in the loop once per second of the run, with what that
+        second added (a `Tick`); returns a function that removes the hook.
+
+        Each second comes exactly once and in order, however late the loop is;
+        the last, partial second comes with ``tick.final`` set.
+
+        Example:
+            >>> import trio, trio_bots
+            >>> async def worker(bot):
+            ...     async with bot.measure("work"):
+            ...         await trio.sleep(1.5)
+            >>> async def main():
+            ...     counts = []
+            ...     async with trio_bots.open_swarm(worker, 2) as swarm:
+            ...         swarm.on_tick(lambda t: counts.append((t.second, t.bucket["count"])))
+            ...     return counts
+            >>> trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+            [(0, 0), (1, 2)]
+        """
+        return self._runtime.on_tick(fn)
+
     # -- bots
 
-    def _spawn(self, worker: Worker | None = None) -> Bot:
+    def _spawn(self) -> BotState:
         """Start one more bot now; ids are given in start order."""
-        bot = Bot(self, self._next_id)
-        self._next_id += 1
-        if worker is None:
-            worker = self._pick_worker(bot.id)
-        self._running += 1
-        self._groups.add(bot)
-        if self._first_bot_at is None:
-            self._first_bot_at = self._clock()
+        runtime = self._runtime
+        state = runtime.new_bot()
+        bot = Bot(self, state, runtime, self._messaging)
+        self._messaging.add(state)
         # One shared name: trio would build a string per task (~60 bytes a bot).
-        self._task_group.start_soon(self._run_bot, bot, worker, name=_BOT_TASK_NAME)
-        return bot
+        self._task_group.start_soon(
+            self._run_bot, bot, state, self._pick_worker(state.id), name=_BOT_TASK_NAME
+        )
+        return state
 
-    async def _run_bot(self, bot: Bot, worker: Worker) -> None:
-        if not self._backend.is_trio:
-            _current_bot.set(bot)  # on trio, current_bot() finds this frame instead
+    async def _run_bot(self, bot: Bot, state: BotState, worker: Worker) -> None:
+        enter_bot_task(bot)
+        runtime = self._runtime
+        runtime.bot_began(state)
         try:
-            if self._load is not None and self._load.scoped:
-                with self._backend.cancel_scope() as bot._scope:
-                    await worker(bot)
+            # The worker's awaitable is awaited here, not in a helper coroutine: one frame
+            # less that every idle bot would keep for its whole life.
+            if runtime.per_bot_stops:
+                with self._backend.cancel_scope() as state.scope:
+                    awaitable = worker(bot)
+                    if not hasattr(awaitable, "__await__"):
+                        raise _not_awaitable(worker, awaitable)
+                    await awaitable
             else:
-                await worker(bot)
+                awaitable = worker(bot)
+                if not hasattr(awaitable, "__await__"):
+                    raise _not_awaitable(worker, awaitable)
+                await awaitable
         except* Exception as group:
             exc = group.exceptions[0] if len(group.exceptions) == 1 else group
             self._bot_failed(bot, exc)
         finally:
-            await bot._close_owned()
-            self._bot_ended(bot)
+            await bot.close_owned()
+            self._bot_ended(state)
 
     def _bot_failed(self, bot: Bot, exc: BaseException) -> None:
         self._bot_failures.append(BotFailure(bot.id, exc))
@@ -390,31 +240,24 @@ class Swarm:
                 self._aborted = True
                 self._task_group.cancel_scope.cancel()
 
-    def _bot_ended(self, bot: Bot) -> None:
-        self._groups.remove(bot)
-        self._running -= 1
-        self._bots_finished += 1
-        self._last_bot_end = self._clock()
+    def _bot_ended(self, state: BotState) -> None:
+        self._messaging.remove(state)
+        self._runtime.bot_ended(state)
         if self._load is not None:
-            self._load.bot_ended(bot)
+            self._load.bot_ended(state)
         self._check_done()
 
     def _check_done(self) -> None:
-        if self._running == 0 and not self._feeding:
+        if self._runtime.bots_running == 0 and not self._feeding:
             self._done.set()
-
-    def _active_seconds(self, now: float) -> float:
-        if self._first_bot_at is None:
-            return 0.0
-        end = now if self._running or self._last_bot_end is None else self._last_bot_end
-        return max(0.0, end - self._first_bot_at)
 
     # -- stopping
 
     def _begin_stop(self) -> None:
-        if self._stopping.is_set() or self._task_group is None or self.result is not None:
+        runtime = self._runtime
+        if runtime.stopping.is_set() or self._task_group is None or self.result is not None:
             return
-        self._stopping.set()
+        runtime.stopping.set()
         if self._load is not None:
             self._load.stopping()
         self._task_group.start_soon(self._cancel_after_grace, name="trio_bots grace")
@@ -424,16 +267,15 @@ class Swarm:
         self._task_group.cancel_scope.cancel()
 
     async def _stop_after_duration(self, duration: float) -> None:
-        await anyio.sleep_until(self._start_time + duration)
+        await anyio.sleep_until(self._runtime.start_time + duration)
         self._begin_stop()
 
-    async def _tick(self) -> None:
-        recorder = self._recorder
-        next_tick = self._start_time
-        while True:
-            next_tick += 1.0
-            await anyio.sleep_until(next_tick)
-            recorder.tick(_just_before(next_tick), self._running)
+    async def _cancel_at(self, seconds: float) -> None:
+        """The seed's ``timeout=``: cancel whatever still runs, with no grace and no error."""
+        await anyio.sleep_until(self._runtime.start_time + seconds)
+        self._timed_out = True
+        self._bots_cancelled = self._runtime.bots_running
+        self._task_group.cancel_scope.cancel()
 
     async def _handle_signals(self) -> None:
         handled = (signal.SIGINT, signal.SIGTERM)
@@ -455,60 +297,110 @@ class Swarm:
 
     # -- lifecycle
 
-    def _begin(self, task_group: Any) -> None:
+    def _begin(self, task_group: Any, cancel_after: float | None) -> None:
         self._task_group = task_group
-        task_group.start_soon(self._tick, name="trio_bots ticker")
+        task_group.start_soon(self._runtime.run_ticker, name="trio_bots ticker")
         if self.options["handle_sigint"]:
             task_group.start_soon(self._handle_signals, name="trio_bots signals")
         if self.options["duration"] is not None:
             task_group.start_soon(
                 self._stop_after_duration, self.options["duration"], name="trio_bots duration"
             )
+        if cancel_after is not None:
+            task_group.start_soon(self._cancel_at, cancel_after, name="trio_bots timeout")
         if self._load is not None:
             task_group.start_soon(self._load.run, name="trio_bots load")
         else:
             for _ in range(self.size):
                 self._spawn()
-            self._feeding = False
-            self._check_done()
+            self._no_more_bots()
 
     def _no_more_bots(self) -> None:
-        """Called by the load driver when it will start no more bots."""
         self._feeding = False
         self._check_done()
 
     def _finish(self) -> SwarmResult:
-        now = self._clock()
-        self._end_time = now
-        snapshot = self._recorder.snapshot(
-            _just_before(now), bots_running=self._running, active_seconds=self._active_seconds(now)
-        )
+        runtime = self._runtime
+        runtime.final_tick()
+        now = runtime.clock()
+        snapshot = runtime.snapshot()
         self.result = SwarmResult(
-            stats=_metrics.stats_from_snapshot(snapshot),
-            failures=_metrics.failures_from_snapshot(snapshot),
-            timeline=_metrics.timeline_from_snapshot(snapshot),
+            stats=stats_from_snapshot(snapshot),
+            failures=failures_from_snapshot(snapshot),
+            timeline=timeline_from_snapshot(snapshot),
             bot_failures=list(self._bot_failures),
-            bots_started=self._next_id,
-            bots_finished=self._bots_finished,
-            dropped_messages=self._groups.dropped_messages,
-            dropped_arrivals=self.dropped_arrivals,
-            duration=now - self._start_time,
+            bots_started=runtime.bots_started,
+            bots_finished=runtime.bots_finished,
+            dropped_messages=self._messaging.dropped_messages,
+            dropped_arrivals=runtime.dropped_arrivals,
+            duration=now - runtime.start_time,
             interrupted=self._interrupted,
             aborted=self._aborted,
             size=self.size,
-            started_wall=self._started_wall,
+            started_wall=runtime.started_wall,
             options=self.options,
             metrics=snapshot,
             signal=self._signal,
+            timed_out=self._timed_out,
+            bots_cancelled=self._bots_cancelled,
+            warnings=list(runtime.warnings),
         )
         return self.result
 
 
-def _just_before(now: float) -> float:
-    """The recorder files what is pending under the second of the time it is given: give it
-    the last moment that can hold data, so that a flush on a whole second k files [k-1, k)
-    under k-1, and not under the second that is only beginning."""
-    return now - 1e-6
+class _Control:
+    """The `SwarmControl` that the swarm gives its runtime: what the load driver and the
+    messaging registry may ask of it."""
+
+    __slots__ = ("_swarm",)
+
+    def __init__(self, swarm: Swarm) -> None:
+        self._swarm = swarm
+
+    def spawn(self) -> BotState:
+        return self._swarm._spawn()
+
+    def begin_stop(self) -> None:
+        self._swarm._begin_stop()
+
+    def no_more_bots(self) -> None:
+        self._swarm._no_more_bots()
+
+    def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any, name: str) -> None:
+        self._swarm._task_group.start_soon(fn, *args, name=name)
+
+
+def _not_awaitable(worker: Any, returned: Any) -> TypeError:
+    name = getattr(worker, "__qualname__", None) or repr(worker)
+    return TypeError(
+        f"the worker {name} returned {returned!r}, not an awaitable; "
+        f"write it as `async def worker(bot): ...`"
+    )
+
+
+def check_worker(fn: Any) -> None:
+    """Refuse a plain ``def`` worker before any bot starts: it would run its side effects in
+    every bot, and only then fail on the ``await``. Lambdas and other callables that return
+    an awaitable stay allowed; `_call_worker` checks what they return."""
+    target = fn
+    while isinstance(target, functools.partial):
+        target = target.func
+    if not (inspect.isfunction(target) or inspect.ismethod(target)) and not isinstance(
+        target, type
+    ):
+        call = type(target).__dict__.get("__call__")
+        if inspect.isfunction(call):
+            target = call
+    target = inspect.unwrap(getattr(target, "__func__", target))
+    if not inspect.isfunction(target) or target.__name__ == "<lambda>":
+        return
+    if inspect.iscoroutinefunction(target):
+        return
+    kind = "an async generator" if inspect.isasyncgenfunction(target) else "a plain `def`"
+    raise ConfigError(
+        f"the worker {target.__qualname__} is {kind} function; a worker must be a coroutine "
+        f"function: write `async def {target.__name__}(bot): ...`"
+    )
 
 
 def _abort_error(swarm: Swarm, result: SwarmResult) -> SwarmAborted:
@@ -524,12 +416,12 @@ def _abort_error(swarm: Swarm, result: SwarmResult) -> SwarmAborted:
     return error
 
 
-def _awaitables_from_factory(factory: Any, worker: Any, size: int) -> list[Any]:
+def awaitables_from_factory(factory: Any, worker: Any, size: int) -> list[Any]:
     """The seed's ``factory(worker, size=N)``: an iterable of awaitables, one per bot."""
     awaitables = list(factory(worker, size=size))
     for index, awaitable in enumerate(awaitables):
         if not inspect.isawaitable(awaitable):
-            _close_unstarted(awaitables)
+            close_unstarted(awaitables)
             raise ConfigError(
                 f"factory(worker, size={size}) must give awaitables such as worker(i), but "
                 f"item {index} is {awaitable!r}"
@@ -545,7 +437,7 @@ def _await_own_awaitable(awaitables: list[Any]) -> Worker:
     return run_awaitable
 
 
-def _close_unstarted(awaitables: list[Any]) -> None:
+def close_unstarted(awaitables: list[Any]) -> None:
     """Close awaitables that never ran (the swarm ended first): no "never awaited" warning."""
     for awaitable in awaitables:
         close = getattr(awaitable, "close", None)
@@ -581,7 +473,8 @@ async def open_swarm(worker: Any, size: int, **options: Any) -> AsyncIterator[Sw
         **options: keyword options, see the docs (``duration``, ``max_failures``, ...).
 
     Raises:
-        ConfigError: on an unknown option or bad value, before any bot starts.
+        ConfigError: on an unknown option or bad value, or a plain ``def`` worker,
+            before any bot starts.
         SwarmAborted: when more than ``max_failures`` bots failed.
 
     Example:
@@ -598,21 +491,66 @@ async def open_swarm(worker: Any, size: int, **options: Any) -> AsyncIterator[Sw
     validated = validate_options(size, options)
     awaitables: list[Any] = []
     if validated["factory"] is not None:
-        awaitables = _awaitables_from_factory(validated["factory"], worker, size)
+        awaitables = awaitables_from_factory(validated["factory"], worker, size)
         worker, size = _await_own_awaitable(awaitables), len(awaitables)
-    from .load import make_load
+    async with _open(worker, size, validated, awaitables, cancel_after=None) as running:
+        yield running
 
+
+async def run_awaitables(
+    awaitables: list[Any], *, cancel_after: float | None, options: Mapping[str, Any]
+) -> SwarmResult:
+    """Run one bot per awaitable (the seed's ``run_tasks``): after `cancel_after` seconds,
+    cancel every bot still running, with no grace and no error (``result.timed_out``).
+
+    Awaitables that never started are closed, so no "never awaited" warning appears.
+    """
     try:
-        preflight_fds(size, validated)
-        swarm = Swarm(worker, size, validated, current_backend())
-        swarm._load = make_load(swarm)
+        if cancel_after is not None and (
+            isinstance(cancel_after, bool)
+            or not isinstance(cancel_after, int | float)
+            or not cancel_after > 0
+        ):
+            raise ConfigError(f"timeout must be a number of seconds > 0, got {cancel_after!r}")
+        validated = validate_options(len(awaitables), options)
+        if validated["factory"] is not None:
+            raise ConfigError("run_tasks() takes the awaitables themselves: give no factory=")
     except BaseException:
-        _close_unstarted(awaitables)
+        close_unstarted(awaitables)
+        raise
+    worker = _await_own_awaitable(awaitables)
+    size = len(awaitables)
+    async with _open(worker, size, validated, awaitables, cancel_after=cancel_after) as running:
+        pass
+    assert running.result is not None
+    return running.result
+
+
+@asynccontextmanager
+async def _open(
+    worker: Any,
+    size: int,
+    options: dict[str, Any],
+    awaitables: list[Any],
+    *,
+    cancel_after: float | None,
+) -> AsyncIterator[Swarm]:
+    try:
+        if options["handle_sigint"] and threading.current_thread() is not threading.main_thread():
+            raise ConfigError(
+                "handle_sigint=True needs the main thread (Python delivers signals there), but "
+                f"this swarm runs in thread {threading.current_thread().name!r}; run the event "
+                "loop on the main thread, or leave handle_sigint=False"
+            )
+        preflight_fds(size, options)
+        swarm = Swarm(worker, Runtime(options, current_backend(), size=size))
+    except BaseException:
+        close_unstarted(awaitables)
         raise
     error: BaseException | None = None
     try:
         async with swarm._backend.open_task_group() as task_group:
-            swarm._begin(task_group)
+            swarm._begin(task_group, cancel_after)
             yield swarm
             await swarm._done.wait()
             task_group.cancel_scope.cancel()
@@ -622,7 +560,7 @@ async def open_swarm(worker: Any, size: int, **options: Any) -> AsyncIterator[Sw
             raise
     finally:
         result = swarm._finish()
-        _close_unstarted(awaitables)
+        close_unstarted(awaitables)
     if error is not None:
         raise error  # outside the except block, so its own __context__ is kept
     if swarm._aborted and result.bot_failures:

@@ -25,10 +25,10 @@ from typing import Any
 
 import anyio
 import anyio.abc
-import sniffio
 import trio
 
 from .._errors import ConnectError
+from .backend import current_backend
 
 _RECEIVE_SIZE = 65536
 
@@ -39,10 +39,6 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, BaseExceptionGroup):
         return "; ".join(_reason(e) for e in exc.exceptions)
     return str(exc) or type(exc).__name__
-
-
-def _is_trio() -> bool:
-    return sniffio.current_async_library() == "trio"
 
 
 async def connect_tcp(
@@ -65,7 +61,7 @@ async def connect_tcp(
         tls = True
     if tls and ssl_context is None:
         ssl_context = ssl.create_default_context()
-    if _is_trio():
+    if current_backend().is_trio:
         try:
             stream: Any = await trio.open_tcp_stream(host, port)
         except (OSError, BaseExceptionGroup) as exc:
@@ -186,14 +182,16 @@ class UDPConnection:
     """A connected UDP socket: ``send(data)``, ``receive()``, ``aclose()``.
 
     Example:
-        >>> import trio
+        >>> import trio, trio_bots
         >>> async def main():
         ...     server = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
         ...     await server.bind(("127.0.0.1", 0))
-        ...     udp = await connect_udp(*server.getsockname())
-        ...     await udp.send(b"ping")
+        ...     async def worker(bot):
+        ...         udp = await bot.connect_udp(*server.getsockname())
+        ...         await udp.send(b"ping")
+        ...     await trio_bots.swarm(worker, 1)
         ...     data, _ = await server.recvfrom(100)
-        ...     server.close(); await udp.aclose()
+        ...     server.close()
         ...     return data
         >>> trio.run(main)
         b'ping'
@@ -234,7 +232,7 @@ async def connect_udp(host: str, port: int) -> UDPConnection:
         ConnectError: when the address cannot be resolved or used.
     """
     try:
-        if _is_trio():
+        if current_backend().is_trio:
             infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
             family, _, _, _, address = infos[0]
             sock = trio.socket.socket(family, socket.SOCK_DGRAM)
@@ -278,7 +276,7 @@ async def open_tcp_listener(port: int = 0, host: str = "127.0.0.1") -> Any:
     Read the port back with ``listener.socket.getsockname()[1]``.
     """
     try:
-        if _is_trio():
+        if current_backend().is_trio:
             listeners: list[Any] = await trio.open_tcp_listeners(port, host=host)
             for extra in listeners[1:]:
                 await extra.aclose()

@@ -4,7 +4,7 @@
 ``package.module[:func]`` (func defaults to ``worker``), merges the module's
 ``options = {...}`` with the flags (flags win), runs the swarm with SIGINT
 and SIGTERM handled, then prints the console report, writes the reports
-asked for and exits with the code of DESIGN.md:
+asked for and exits with one of these codes (also in docs/cli.md):
 
 ====  =====================================================================
 0     ok
@@ -13,6 +13,11 @@ asked for and exits with the code of DESIGN.md:
 3     aborted (the failure policy), or ``--host`` unreachable at the start
 130   interrupted by SIGINT (143 for SIGTERM)
 ====  =====================================================================
+
+``run``'s swarm-option flags (``--duration``, ``--rate``, ...) are not written
+here: `with_swarm_flags` makes one per option declared in
+``trio_bots._core.options.OPTIONS``, with its metavar, parser, help, panel
+and default. The flags declared here are the command's own.
 
 ``trio-bots init [PATH]`` writes a commented starter scenario.
 
@@ -30,12 +35,14 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 
 from .. import __version__
+from .._core.options import PANEL_FAILURES, PANEL_LOAD
+from ._flags import BOTS_FLAG, with_swarm_flags
 from ._run import (
     EXIT_OK,
     EXIT_USAGE,
@@ -48,9 +55,6 @@ from ._run import (
     report,
 )
 
-_LOAD = "Load shape"
-_RUN = "Run length and pacing"
-_FAIL = "Failures and measuring"
 _OUT = "Reports and output"
 
 app = typer.Typer(
@@ -61,14 +65,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-
-class Fanout(enum.StrEnum):
-    """Values of ``--fanout``."""
-
-    group = "group"
-    total = "total"
-    off = "off"
 
 
 class BackendName(enum.StrEnum):
@@ -104,6 +100,7 @@ def _root(
 
 
 @app.command(no_args_is_help=True)
+@with_swarm_flags(after="bots")
 def run(
     scenario: Annotated[
         str,
@@ -115,101 +112,7 @@ def run(
     bots: Annotated[
         int | None,
         typer.Option(
-            "--bots", "-n", min=0, help="Bots started up front (size).", rich_help_panel=_LOAD
-        ),
-    ] = None,
-    spawn_rate: Annotated[
-        float | None,
-        typer.Option(
-            help="Start bots at R per second instead of all at once.", rich_help_panel=_LOAD
-        ),
-    ] = None,
-    stages: Annotated[
-        str | None,
-        typer.Option(
-            metavar="STAGES",
-            help='Closed-model bot targets, e.g. "30s:100,1m:100,10s:0".',
-            rich_help_panel=_LOAD,
-        ),
-    ] = None,
-    rate: Annotated[
-        str | None,
-        typer.Option(
-            metavar="R|STAGES",
-            help='Open model: arrivals per second R, or stages "30s:100,1m:500".',
-            rich_help_panel=_LOAD,
-        ),
-    ] = None,
-    max_bots: Annotated[
-        int | None,
-        typer.Option(help="Open model: most bots alive at once.", rich_help_panel=_LOAD),
-    ] = None,
-    max_queue: Annotated[
-        int | None,
-        typer.Option(help="Open model: arrivals that may wait for a bot.", rich_help_panel=_LOAD),
-    ] = None,
-    duration: Annotated[
-        str | None,
-        typer.Option(
-            metavar="D",
-            help="Run length: 500ms, 30s, 2m, 1h or plain seconds; then a graceful stop.",
-            rich_help_panel=_RUN,
-        ),
-    ] = None,
-    stop_grace: Annotated[
-        str | None,
-        typer.Option(
-            metavar="D",
-            help="Time bots get to stop before being cancelled.",
-            show_default="5s",
-            rich_help_panel=_RUN,
-        ),
-    ] = None,
-    iterations: Annotated[
-        int | None,
-        typer.Option(help="Times each bot runs the worker.", rich_help_panel=_RUN),
-    ] = None,
-    think_time: Annotated[
-        str | None,
-        typer.Option(
-            metavar="D|LOW-HIGH",
-            help="Pause between iterations: 1s, or 500ms-2s (uniform).",
-            rich_help_panel=_RUN,
-        ),
-    ] = None,
-    pace: Annotated[
-        str | None,
-        typer.Option(
-            metavar="D", help="Start an iteration every D (constant pacing).", rich_help_panel=_RUN
-        ),
-    ] = None,
-    max_failures: Annotated[
-        str | None,
-        typer.Option(
-            metavar="N|none",
-            help="Bot failures allowed before the run aborts (exit 3); 'none' for no limit.",
-            show_default="0, fail fast, as in the library",
-            rich_help_panel=_FAIL,
-        ),
-    ] = None,
-    request_timeout: Annotated[
-        str | None,
-        typer.Option(
-            metavar="D",
-            help="A measured request slower than D counts as failed.",
-            rich_help_panel=_FAIL,
-        ),
-    ] = None,
-    fanout: Annotated[
-        Fanout | None,
-        typer.Option(help="Fan-out latency names.", show_default="group", rich_help_panel=_FAIL),
-    ] = None,
-    sockets_per_bot: Annotated[
-        int | None,
-        typer.Option(
-            help="For the open-file preflight; 0 disables it.",
-            show_default="1",
-            rich_help_panel=_FAIL,
+            BOTS_FLAG, "-n", min=0, help="Bots started up front (size).", rich_help_panel=PANEL_LOAD
         ),
     ] = None,
     threshold: Annotated[
@@ -217,21 +120,12 @@ def run(
         typer.Option(
             metavar="EXPR",
             help='Pass/fail check, e.g. "p99(login) < 50ms" (repeatable); a failure exits 1.',
-            rich_help_panel=_FAIL,
-        ),
-    ] = None,
-    host: Annotated[
-        str | None,
-        typer.Option(
-            metavar="HOST[:PORT]",
-            help="The target, as bot.swarm.host; with a port, checked with one TCP connect first "
-            "(exit 3 if unreachable).",
+            rich_help_panel=PANEL_FAILURES,
         ),
     ] = None,
     host_check: Annotated[
         bool, typer.Option(help="Check that --host HOST:PORT accepts a TCP connection first.")
     ] = True,
-    seed: Annotated[int | None, typer.Option(help="Seed for bot.random.")] = None,
     backend: Annotated[BackendName, typer.Option(help="Event loop.")] = BackendName.trio,
     json_file: Annotated[
         Path | None,
@@ -255,6 +149,14 @@ def run(
             rich_help_panel=_OUT,
         ),
     ] = None,
+    fanout_detail: Annotated[
+        bool,
+        typer.Option(
+            "--fanout-detail",
+            help="Show one fan-out latency row per group instead of one summary row.",
+            rich_help_panel=_OUT,
+        ),
+    ] = False,
     no_live: Annotated[
         bool,
         typer.Option(
@@ -273,33 +175,18 @@ def run(
             "--debug", help="Debug logging, and tracebacks for every error.", rich_help_panel=_OUT
         ),
     ] = False,
+    **swarm_flags: Any,
 ) -> None:
     """Run a scenario's worker in a swarm, show it live, and report.
 
     The scenario module may define options = {...} keyed by swarm()'s keyword
     names (size, duration, rate, ...); flags override them.
     """
+    # The swarm-option flags (--duration, --rate, ...) come from the options'
+    # declarations (trio_bots._core.options.OPTIONS) and arrive in swarm_flags.
     if debug:
         logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
-    flags = Flags(
-        bots=bots,
-        spawn_rate=spawn_rate,
-        stages=stages,
-        rate=rate,
-        max_bots=max_bots,
-        max_queue=max_queue,
-        duration=duration,
-        stop_grace=stop_grace,
-        iterations=iterations,
-        think_time=think_time,
-        pace=pace,
-        max_failures=max_failures,
-        request_timeout=request_timeout,
-        fanout=None if fanout is None else fanout.value,
-        sockets_per_bot=sockets_per_bot,
-        host=host,
-        seed=seed,
-    )
+    flags = Flags(bots=bots, options=swarm_flags)
     console = Console(highlight=False)
     try:
         plan = plan_run(scenario, flags, threshold or [])
@@ -309,7 +196,9 @@ def run(
         plan.backend = backend.value
         plan.quiet = quiet
         plan.debug = debug
+        plan.fanout_detail = fanout_detail
         plan.view = "off" if quiet else "plain" if no_live or not console.is_terminal else "live"
+        host = swarm_flags.get("host")
         if host is not None and host_check:
             check_host(host)
         outcome = execute(plan, console)
@@ -396,7 +285,7 @@ def _only_interrupts(exc: BaseException) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
-    """The console script: ``trio-bots``. Exits with the codes of DESIGN.md.
+    """The console script: ``trio-bots``. Exits with the codes of docs/cli.md.
 
     Args:
         argv: the arguments, without the program name; ``sys.argv[1:]`` when None.
@@ -420,4 +309,3 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
             raise SystemExit(130) from None
         raise
     raise SystemExit(EXIT_OK)
-

@@ -31,10 +31,12 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from ..metrics import Stats, stats_from_snapshot
 from ..report import format_duration
 
 if TYPE_CHECKING:
-    from .._core.swarm import Swarm, SwarmStatistics
+    from .._core.result import SwarmStatistics
+    from .._core.swarm import Swarm
 
 #: Seconds between redraws of the live panel, and between plain lines.
 LIVE_EVERY = 0.5
@@ -54,7 +56,8 @@ class _Interval:
             self.bucket: Mapping[str, Any] = done[-1]
             self.width = 1.0
         else:
-            self.bucket = timeline[-1] if timeline else {}
+            # No second is complete yet: the figures so far, from the cumulative stats.
+            self.bucket = _so_far(stats.metrics) if stats.metrics.get("names") else {}
             self.width = max(stats.elapsed, 1e-3)
         names: Mapping[str, Mapping[str, Any]] = stats.metrics.get("names", {})
         self.kinds = {name: entry.get("kind", "request") for name, entry in names.items()}
@@ -78,6 +81,22 @@ class _Interval:
         return sorted(
             entries.items(), key=lambda item: (self.kinds.get(item[0]) != "request", item[0])
         )
+
+
+def _so_far(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """A timeline-bucket-shaped summary of everything recorded so far."""
+    stats = stats_from_snapshot(metrics)
+
+    def entry(s: Stats) -> dict[str, Any]:
+        return {
+            "count": s.count,
+            "failures": s.failure_count,
+            "p50": s.percentile(50),
+            "p99": s.percentile(99),
+        }
+
+    total = entry(stats.total)
+    return {**total, "names": {name: entry(s) for name, s in stats.items()}}
 
 
 def _seconds(value: float) -> str:

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import socket
 import sys
@@ -26,19 +27,13 @@ import anyio
 from rich.console import Console
 
 from .._core.options import preflight_fds, validate_options
+from .._core.parse import parse_host
 from .._errors import ConfigError, SwarmAborted
+from ._flags import flag_options, flag_spelling
 from ._live import ViewMode, watch_swarm
-from ._parse import (
-    load_scenario,
-    parse_duration,
-    parse_host,
-    parse_max_failures,
-    parse_rate,
-    parse_schedule,
-    parse_think_time,
-)
+from ._parse import load_scenario
 
-#: Exit codes (DESIGN.md); a signal exits 128 + its number (130, 143).
+#: Exit codes (docs/cli.md); a signal exits 128 + its number (130, 143).
 EXIT_OK = 0
 EXIT_THRESHOLD = 1
 EXIT_USAGE = 2
@@ -83,6 +78,7 @@ class Plan:
     view: ViewMode = "live"
     quiet: bool = False
     debug: bool = False
+    fanout_detail: bool = False
     planned: float | None = None
 
 
@@ -113,56 +109,20 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Flags:
-    """The ``run`` flags as given; None means "not given", so the scenario's value stands.
+    """The ``run`` flags as given; a flag not given (None) leaves the scenario's value standing.
+
+    Attributes:
+        bots: ``--bots``, the swarm's size.
+        options: the swarm-option flags (``--duration``, ...) by option name,
+            as typer read them: the text, for a flag with a parser.
 
     Example:
-        >>> Flags(**dict.fromkeys(Flags.__dataclass_fields__)).bots is None
-        True
+        >>> Flags(bots=3, options={"duration": "2m", "pace": None}).options["duration"]
+        '2m'
     """
 
-    bots: int | None
-    spawn_rate: float | None
-    stages: str | None
-    rate: str | None
-    max_bots: int | None
-    max_queue: int | None
-    duration: str | None
-    stop_grace: str | None
-    iterations: int | None
-    think_time: str | None
-    pace: str | None
-    max_failures: str | None
-    request_timeout: str | None
-    fanout: str | None
-    sockets_per_bot: int | None
-    host: str | None
-    seed: int | None
-
-
-#: How each textual flag becomes an option value (the others are taken as they are).
-_PARSERS: dict[str, Callable[[str], Any]] = {
-    "stages": lambda text: parse_schedule(text, what="bots"),
-    "rate": parse_rate,
-    "duration": lambda text: parse_duration(text, name="--duration"),
-    "stop_grace": lambda text: parse_duration(text, name="--stop-grace"),
-    "think_time": parse_think_time,
-    "pace": lambda text: parse_duration(text, name="--pace"),
-    "max_failures": parse_max_failures,
-    "request_timeout": lambda text: parse_duration(text, name="--request-timeout"),
-}
-
-
-def _flag_options(flags: Flags) -> dict[str, Any]:
-    """The swarm options the flags give, leaving out the flags not given."""
-    options: dict[str, Any] = {}
-    for name, value in vars(flags).items():
-        if value is None or name == "bots":
-            continue
-        parse = _PARSERS.get(name)
-        options[name] = parse(value) if parse is not None else value
-    if flags.host is not None:
-        parse_host(flags.host)  # a bad port is a usage error, before anything runs
-    return options
+    bots: int | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _planned_length(options: Mapping[str, Any]) -> float | None:
@@ -184,24 +144,19 @@ def plan_run(spec: str, flags: Flags, thresholds: list[str]) -> Plan:
 
             for expression in thresholds:
                 parse_threshold(expression)
-        flag_options = _flag_options(flags)
+        given = flag_options(flags.options)
         scenario = load_scenario(spec)
         options = dict(scenario.options)
         size = options.pop("size", None)
-        options.update(flag_options)
+        options.update(given)
         if flags.bots is not None:
             size = flags.bots
         if size is None:
-            if options.get("rate") is not None and options.get("max_bots") is None:
-                raise ConfigError(
-                    "--rate needs bots to serve the arrivals: give --max-bots N (the most "
-                    "alive at once) and/or --bots N (started up front, a warm pool)"
-                )
             # With stages or an arrival rate the load shape starts the bots.
             size = 0 if options.get("stages") or options.get("rate") else 1
         options["handle_sigint"] = True
         _check_worker(scenario.spec, scenario.worker, options)
-        validated = validate_options(size, options)
+        validated = validate_options(size, options, spell=flag_spelling)
         preflight_fds(size, validated)
     except ConfigError as exc:
         raise CliExit(EXIT_USAGE, f"error: {exc}", exc) from None
@@ -313,12 +268,12 @@ def report(plan: Plan, outcome: Outcome, console: Console) -> int:
     outcome.threshold_results = [_check_one(result, expr) for expr in plan.thresholds]
     run_data = result.to_dict(outcome.threshold_results)
     if not plan.quiet:
-        render_console(run_data, console)
+        render_console(run_data, console, fanout_detail=plan.fanout_detail)
     code = outcome.code()
     writers: list[tuple[Path | None, Callable[[Any, Path], Any]]] = [
         (plan.json_path, write_json),
         (plan.csv_prefix, write_csv),
-        (plan.html_path, write_html),
+        (plan.html_path, functools.partial(write_html, fanout_detail=plan.fanout_detail)),
     ]
     for path, write in writers:
         if path is None:

@@ -2,6 +2,8 @@
 
 The engine feeds a `Recorder`; everything else reads its plain-data
 *snapshots*, which pickle, travel between processes and `merge` exactly.
+`format_value` writes a figure in its unit, for `ThresholdResult` and
+every report alike.
 
 Example:
     >>> from trio_bots.metrics import Recorder, stats_from_snapshot
@@ -11,6 +13,10 @@ Example:
     1
 """
 
+from ._format import format_duration as format_duration
+from ._format import format_percentile_label as format_percentile_label
+from ._format import format_rate as format_rate
+from ._format import format_value as format_value
 from ._hdr import same_bucket as same_bucket
 from ._recorder import Recorder as Recorder
 from ._recorder import merge as merge
@@ -40,6 +46,10 @@ __all__ = [
     "assert_thresholds",
     "check_thresholds",
     "failures_from_snapshot",
+    "format_duration",
+    "format_percentile_label",
+    "format_rate",
+    "format_value",
     "merge",
     "parse_threshold",
     "same_bucket",

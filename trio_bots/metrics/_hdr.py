@@ -1,13 +1,15 @@
-"""HDR histogram helpers shared by the recorder (`_metrics`) and the readers (`_stats`).
+"""HDR histogram helpers shared by the recorder, the readers (`_stats`) and the reports.
 
 Latencies are integer microseconds in `hdrhistogram` histograms (3 significant
-digits, 1 µs to 1 hour); snapshots carry them encoded as ASCII strings.
+digits, 1 µs to 1 hour); snapshots carry them encoded as ASCII strings. This
+module is the one place that declares that layout, the empty histogram and
+what NaN means in a snapshot's ``min``/``max`` ("no samples").
 
 Example:
-    >>> h = _new_hist()
+    >>> h = new_hist()
     >>> h.record_value(1500)
     True
-    >>> _decode(_encode(h)).get_total_count()
+    >>> decode_hist(encode_hist(h)).get_total_count()
     1
 """
 
@@ -27,19 +29,22 @@ from typing import Any, Final
 from hdrh.histogram import HdrHistogram
 
 from .._errors import ConfigError
+from ._format import format_percentile_label
 
 SNAPSHOT_VERSION: Final = 1
 LOWEST_US: Final = 1
 HIGHEST_US: Final = 3_600_000_000  # one hour
 SIGNIFICANT_DIGITS: Final = 3
-_NAN: Final = math.nan  # one object, so equal snapshots compare equal as dicts
+NAN: Final = math.nan  # one object, so equal snapshots compare equal as dicts
 
 
-def _new_hist() -> Any:
+def new_hist() -> Any:
+    """An empty histogram of the snapshots' layout."""
     return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
 
 
-def _clear(hist: Any) -> None:
+def clear_hist(hist: Any) -> None:
+    """Empty *hist* in place, fast."""
     # HdrHistogram.reset() loops in Python over 23k counters (~0.7 ms); a memset is ~2 µs.
     counts = hist.counts
     if isinstance(counts, ctypes.Array):
@@ -51,7 +56,7 @@ def _clear(hist: Any) -> None:
         hist.reset()
 
 
-def _fast_record(hist: Any) -> Callable[..., bool]:
+def fast_record(hist: Any) -> Callable[..., bool]:
     """``hist.record_value`` in one Python call instead of hdrh's six.
 
     Same result for our layout (1 µs unit, 3 significant digits: 2048
@@ -78,18 +83,22 @@ def _fast_record(hist: Any) -> Callable[..., bool]:
     return record
 
 
-def _encode(hist: Any) -> str:
+def encode_hist(hist: Any) -> str:
+    """*hist* encoded as the snapshots carry it (ASCII)."""
     return str(hist.encode().decode("ascii"))
 
 
-def _decode(encoded: str) -> Any:
+def decode_hist(encoded: str) -> Any:
+    """The histogram of an `encode_hist` string."""
     return HdrHistogram.decode(encoded)
 
 
-_EMPTY_HIST: Final = _encode(_new_hist())
+#: The encoding of a histogram with no samples.
+EMPTY_HIST: Final = encode_hist(new_hist())
 
 
-def _clamp(us: float) -> int:
+def clamp_us(us: float) -> int:
+    """*us* as a whole number of µs within the histograms' range."""
     return max(LOWEST_US, min(HIGHEST_US, int(us)))
 
 
@@ -114,16 +123,16 @@ def same_bucket(a: float, b: float) -> bool:
         >>> same_bucket(0.099, 0.099007), same_bucket(0.001, 0.001001)
         (True, False)
     """
-    a_us, b_us = (_clamp(round(x * 1e6)) for x in (a, b))
+    a_us, b_us = (clamp_us(round(x * 1e6)) for x in (a, b))
     return bool(_proto().values_are_equivalent(a_us, b_us))
 
 
 @cache
 def _proto() -> Any:
-    return _new_hist()
+    return new_hist()
 
 
-class _Dist:
+class Dist:
     """The counts of one histogram, summarised for fast reads (µs).
 
     hdrh's own percentile and mean loop over every counter in Python; here
@@ -136,7 +145,7 @@ class _Dist:
 
     __slots__ = ("counts", "cumulative", "high", "low", "total")
 
-    def __init__(self, hist: Any, low: float = _NAN, high: float = _NAN) -> None:
+    def __init__(self, hist: Any, low: float = NAN, high: float = NAN) -> None:
         self.total: int = 0 if hist is None else hist.get_total_count()
         self.low = low if low == low else -math.inf  # NaN: unknown
         self.high = high if high == high else math.inf
@@ -156,7 +165,7 @@ class _Dist:
 
     def percentile_us(self, q: float) -> float:
         if not self.total:
-            return _NAN
+            return NAN
         target = max(int(min(q, 100.0) * self.total / 100 + 0.5), 1)
         index = bisect_left(self.cumulative, target)
         low, high, _ = _value_tables()
@@ -164,7 +173,7 @@ class _Dist:
 
     def mean_us(self) -> float:
         if not self.total:
-            return _NAN
+            return NAN
         mid = _value_tables()[2]
         return self._clamp(sum(map(operator.mul, self.counts, mid)) / self.total)
 
@@ -176,38 +185,46 @@ class _Dist:
 
     def percentiles(self, *qs: float) -> dict[str, float]:
         """{"p50": seconds, ...} for the timeline."""
-        return {f"p{q}": _seconds(self.percentile_us(q)) for q in qs}
+        return {format_percentile_label(q): to_seconds(self.percentile_us(q)) for q in qs}
 
 
-def _seconds(us: float) -> float:
+def to_seconds(us: float) -> float:
+    """µs to seconds (NaN stays NaN)."""
     return us / 1e6
 
 
-def _us(seconds: float) -> float:
-    return _NAN if seconds != seconds else float(round(seconds * 1e6))
+def to_us(seconds: float) -> float:
+    """Seconds to whole µs, as a float; NaN stays NaN."""
+    return NAN if seconds != seconds else float(round(seconds * 1e6))
 
 
-def _min(a: float, b: float) -> float:
-    """min() where NaN means "no samples"."""
+def nan_min(a: float, b: float) -> float:
+    """min() of two bounds where NaN means "no samples": it yields to the other.
+
+    Example:
+        >>> nan_min(NAN, 0.002), nan_min(0.001, 0.002), nan_max(0.001, NAN)
+        (0.002, 0.001, 0.001)
+    """
     return b if a != a else a if b != b else min(a, b)
 
 
-def _max(a: float, b: float) -> float:
+def nan_max(a: float, b: float) -> float:
+    """max() of two bounds where NaN means "no samples", as `nan_min`."""
     return b if a != a else a if b != b else max(a, b)
 
 
-def _add_encoded(*encoded: str) -> tuple[str, Any]:
+def add_encoded(*encoded: str) -> tuple[str, Any]:
     """Add encoded histograms: (encoded sum, decoded sum or None when empty)."""
-    parts = [enc for enc in encoded if enc != _EMPTY_HIST]
+    parts = [enc for enc in encoded if enc != EMPTY_HIST]
     if not parts:
-        return _EMPTY_HIST, None
-    total = _decode(parts[0])
+        return EMPTY_HIST, None
+    total = decode_hist(parts[0])
     for enc in parts[1:]:
-        total.add(_decode(enc))
-    return (parts[0] if len(parts) == 1 else _encode(total)), total
+        total.add(decode_hist(enc))
+    return (parts[0] if len(parts) == 1 else encode_hist(total)), total
 
 
-def _metrics_part(snapshot: Mapping[str, Any]) -> Mapping[str, Any]:
+def metrics_part(snapshot: Mapping[str, Any]) -> Mapping[str, Any]:
     """Accept a metrics snapshot or a run snapshot (``SwarmResult.to_dict()``)."""
     if "names" not in snapshot and isinstance(snapshot.get("metrics"), Mapping):
         snapshot = snapshot["metrics"]
@@ -220,5 +237,6 @@ def _metrics_part(snapshot: Mapping[str, Any]) -> Mapping[str, Any]:
     return snapshot
 
 
-def _sorted_failures(failures: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def sorted_failures(failures: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Failure groups, most frequent first (ties by name, kind, message)."""
     return sorted(failures, key=lambda f: (-f["count"], f["name"], f["kind"], f["message"]))

@@ -33,22 +33,22 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._hdr import (
-    _EMPTY_HIST,
-    _NAN,
+    EMPTY_HIST,
+    NAN,
     SNAPSHOT_VERSION,
-    _add_encoded,
-    _clamp,
-    _clear,
-    _Dist,
-    _encode,
-    _fast_record,
-    _max,
-    _metrics_part,
-    _min,
-    _new_hist,
-    _seconds,
-    _sorted_failures,
-    _us,
+    Dist,
+    add_encoded,
+    clamp_us,
+    clear_hist,
+    encode_hist,
+    fast_record,
+    metrics_part,
+    nan_max,
+    nan_min,
+    new_hist,
+    sorted_failures,
+    to_seconds,
+    to_us,
 )
 
 
@@ -74,9 +74,9 @@ class _Series:
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
-        self.interval: Any = _new_hist()
-        self.cum: Any = _new_hist()
-        self.cum_encoded: str | None = _EMPTY_HIST
+        self.interval: Any = new_hist()
+        self.cum: Any = new_hist()
+        self.cum_encoded: str | None = EMPTY_HIST
         self.raw_interval: Any = None
         self.raw_cum: Any = None
         self.failure_count = 0
@@ -92,14 +92,14 @@ class _Series:
         """Record the buffered latencies into the interval histogram(s)."""
         interval = self.interval
         if self.pending:
-            record = _fast_record(interval)
+            record = fast_record(interval)
             for us, n in self.pending.items():
                 if not record(us or 1, n):
-                    record(_clamp(us), n)
+                    record(clamp_us(us), n)
             self.pending.clear()
         if self.recorded:
-            record = _fast_record(interval)
-            raw = None if self.raw_interval is None else _fast_record(self.raw_interval)
+            record = fast_record(interval)
+            raw = None if self.raw_interval is None else fast_record(self.raw_interval)
             for us in self.recorded:
                 if not record(us or 1):
                     self.record_clamped(us)  # into both
@@ -108,9 +108,62 @@ class _Series:
             self.recorded.clear()
 
     def record_clamped(self, us: int) -> None:
-        self.interval.record_value(_clamp(us))
+        self.interval.record_value(clamp_us(us))
         if self.raw_interval is not None:
-            self.raw_interval.record_value(_clamp(us))
+            self.raw_interval.record_value(clamp_us(us))
+
+    def has_unfolded(self) -> bool:
+        return bool(self.recorded or self.pending or self.interval.get_total_count())
+
+    def summary(self, scratch: Any) -> dict[str, Any]:
+        """This name's cumulative figures, including what is not folded yet; `scratch`
+        is a histogram this may overwrite. Nothing of the series changes."""
+        count = self.cum.get_total_count()
+        low, high = self.min_us, self.max_us
+        raw_hist = None
+        if self.has_unfolded():
+            hist = self._with_unfolded(scratch, self.cum, self.interval)
+            count = scratch.get_total_count()
+            if self.interval.get_total_count():
+                low = min(low, self.interval.min_value)
+                high = max(high, self.interval.max_value)
+            unfolded = [*self.recorded, *self.pending]
+            if unfolded:
+                low = min(low, max(1, min(unfolded)))
+                high = max(high, max(unfolded))
+            if self.raw_cum is not None:
+                raw_hist = self._with_unfolded(scratch, self.raw_cum, self.raw_interval)
+        else:
+            if self.cum_encoded is None:
+                self.cum_encoded = encode_hist(self.cum)  # a cache of what is already there
+            hist = self.cum_encoded
+            if self.raw_cum is not None:
+                raw_hist = encode_hist(self.raw_cum)
+        return {
+            "kind": self.kind,
+            "count": count,
+            "failure_count": self.failure_count,
+            "hist": hist,
+            "raw_hist": raw_hist,
+            "bytes_sent": self.bytes_sent,
+            "bytes_received": self.bytes_received,
+            "min": to_seconds(clamp_us(low)) if count else NAN,
+            "max": to_seconds(clamp_us(high)) if count else NAN,
+        }
+
+    def _with_unfolded(self, scratch: Any, cum: Any, interval: Any) -> str:
+        """Encode cum + interval + the buffered samples, built in `scratch`."""
+        clear_hist(scratch)
+        scratch.add(cum)
+        scratch.add(interval)
+        record = fast_record(scratch)
+        for us, n in self.pending.items():
+            if not record(us or 1, n):
+                record(clamp_us(us), n)
+        for us in self.recorded:
+            if not record(us or 1):
+                scratch.record_value(clamp_us(us))
+        return encode_hist(scratch)
 
     def fold(self) -> None:
         """Move the (non-empty) interval into the cumulative histograms."""
@@ -119,10 +172,10 @@ class _Series:
         self.max_us = max(self.max_us, self.interval.max_value)
         self.cum.add(self.interval)
         self.cum_encoded = None
-        _clear(self.interval)
+        clear_hist(self.interval)
         if self.raw_interval is not None:
             self.raw_cum.add(self.raw_interval)
-            _clear(self.raw_interval)
+            clear_hist(self.raw_interval)
 
 
 class Recorder:
@@ -139,13 +192,14 @@ class Recorder:
     Example:
         >>> rec = Recorder(start_time=10.0)
         >>> rec.record("ping", 250)
-        >>> rec.tick(11.2, bots_running=1)
+        >>> rec.tick(1, bots_running=1)["count"]
+        1
         >>> rec.snapshot(11.5, bots_running=1, active_seconds=1.5)["timeline"][0]["t"]
         1
     """
 
     def __init__(self, start_time: float) -> None:
-        self._start = start_time
+        self.start_time = start_time
         self._series: dict[str, _Series] = {}
         # name -> its list of latencies since the last tick: appending is the whole hot
         # path; tick() records them into the histogram while that is warm in the cache
@@ -157,7 +211,8 @@ class Recorder:
         self._gauges: dict[str, float] = {}
         self._timeline: dict[int, dict[str, Any]] = {}
         self._last_t = 0
-        self._scratch = _new_hist()
+        self._scratch = new_hist()
+        self._read_scratch = new_hist()  # for snapshot(), which must not touch the rest
 
     def _get(self, name: str, kind: str = "request") -> _Series:
         series = self._series.get(name)
@@ -182,13 +237,13 @@ class Recorder:
         """
         series = self._get(name)
         if series.raw_interval is None:
-            series.raw_cum = _new_hist()
+            series.raw_cum = new_hist()
             series.raw_cum.add(series.cum)
-            series.raw_interval = _new_hist()
+            series.raw_interval = new_hist()
             series.raw_interval.add(series.interval)
             # what record() buffered is flushed into both at the next tick
-        series.interval.record_value(_clamp(latency_us))
-        series.raw_interval.record_value(_clamp(raw_us))
+        series.interval.record_value(clamp_us(latency_us))
+        series.raw_interval.record_value(clamp_us(raw_us))
 
     def record_failure(self, name: str, kind: str, message: str, bot_id: int | None) -> None:
         """Count one failed request, grouped by (name, kind, message)."""
@@ -223,21 +278,22 @@ class Recorder:
         """Set the custom gauge ``name`` (the last value wins)."""
         self._gauges[name] = value
 
-    def tick(self, now: float, bots_running: int) -> None:
-        """Fold the interval into the totals and the timeline bucket of ``now``.
+    def tick(self, second: int, bots_running: int) -> dict[str, Any]:
+        """Fold what was recorded since the last tick into the totals and into the
+        timeline bucket of `second` (counted from ``start_time``); returns that bucket.
 
-        The bucket is second ``int(now - start_time)``, never earlier than
-        the previous tick's; a second that already has a bucket is merged
-        into (its ``bots`` becomes the latest value). A tick without
-        activity still makes a bucket, for the bots-over-time chart.
+        The caller (the runtime's ticker) decides the second, so a late loop still
+        files each second's samples under its own bucket. A second that already
+        has a bucket is merged into (its ``bots`` becomes the latest value). A
+        tick without activity still makes a bucket, for the bots-over-time chart.
         """
-        t = self._last_t = max(self._last_t, int(now - self._start))
+        t = self._last_t = max(self._last_t, second)
         for group in self._new_failures:
             group[2] = t
         self._new_failures.clear()
         names: dict[str, dict[str, Any]] = {}
         requests = self._scratch
-        low = high = _NAN
+        low = high = NAN
         request_failures = 0
         for name, series in sorted(self._series.items()):
             interval = series.interval
@@ -248,79 +304,76 @@ class Recorder:
                 continue
             series.interval_failures = 0
             if n:
-                dist = _Dist(interval, interval.min_value, interval.max_value)
-                names[name] = _name_entry(n, failures, _encode(interval), dist)
+                dist = Dist(interval, interval.min_value, interval.max_value)
+                names[name] = _name_entry(n, failures, encode_hist(interval), dist)
             else:
-                names[name] = _name_entry(0, failures, _EMPTY_HIST, _Dist(None))
+                names[name] = _name_entry(0, failures, EMPTY_HIST, Dist(None))
             if series.kind == "request":
                 request_failures += failures
                 if n:
                     requests.add(interval)
-                    low, high = _min(low, interval.min_value), _max(high, interval.max_value)
+                    low, high = nan_min(low, interval.min_value), nan_max(high, interval.max_value)
             if n:
                 series.fold()
-        bucket = _bucket(t, bots_running, names, _Dist(requests, low, high), request_failures)
+        bucket = _bucket(t, bots_running, names, Dist(requests, low, high), request_failures)
         if bucket["count"]:
-            bucket["hist"] = _encode(requests)
-            _clear(requests)
+            bucket["hist"] = encode_hist(requests)
+            clear_hist(requests)
         old = self._timeline.get(t)
         # a new dict: snapshots already handed out share the old one
-        self._timeline[t] = bucket if old is None else _add_buckets(old, bucket, bots_running)
+        bucket = bucket if old is None else _add_buckets(old, bucket, bots_running)
+        self._timeline[t] = bucket
+        return bucket
 
     def snapshot(self, now: float, *, bots_running: int, active_seconds: float) -> dict[str, Any]:
-        """Flush (like `tick`) and return everything as plain data.
+        """Everything recorded so far, as plain data. It writes nothing.
 
-        Timeline bucket dicts are shared between snapshots: treat a
-        snapshot as read-only.
+        The cumulative figures include what was recorded since the last tick; the
+        timeline holds the seconds already ticked. Timeline bucket dicts are
+        shared between snapshots: treat a snapshot as read-only.
         """
-        self.tick(now, bots_running)
         names = {}
         for name, series in sorted(self._series.items()):
-            if series.cum_encoded is None:
-                series.cum_encoded = _encode(series.cum)
-            count = series.cum.get_total_count()
-            names[name] = {
-                "kind": series.kind,
-                "count": count,
-                "failure_count": series.failure_count,
-                "hist": series.cum_encoded,
-                "raw_hist": None if series.raw_cum is None else _encode(series.raw_cum),
-                "bytes_sent": series.bytes_sent,
-                "bytes_received": series.bytes_received,
-                "min": _seconds(series.min_us) if count else _NAN,
-                "max": _seconds(series.max_us) if count else _NAN,
-            }
+            names[name] = series.summary(self._read_scratch)
+        second = max(self._last_t, int(now - self.start_time))
         failures = [
-            {"name": n, "kind": k, "message": m, "count": c, "first_bot": b, "first_t": t}
+            {
+                "name": n,
+                "kind": k,
+                "message": m,
+                "count": c,
+                "first_bot": b,
+                "first_t": second if t is None else t,  # not ticked yet: this second
+            }
             for (n, k, m), (c, b, t) in self._failures.items()
         ]
         return {
             "version": SNAPSHOT_VERSION,
-            "start_time": self._start,
+            "start_time": self.start_time,
             "now": now,
             "active_seconds": active_seconds,
             "bots_running": bots_running,
             "names": names,
-            "failures": _sorted_failures(failures),
+            "failures": sorted_failures(failures),
             "counters": dict(sorted(self._counters.items())),
             "gauges": dict(sorted(self._gauges.items())),
             "timeline": [self._timeline[t] for t in sorted(self._timeline)],
         }
 
 
-def _name_entry(count: int, failures: int, hist: str, dist: _Dist) -> dict[str, Any]:
+def _name_entry(count: int, failures: int, hist: str, dist: Dist) -> dict[str, Any]:
     return {
         "count": count,
         "failures": failures,
         **dist.percentiles(50, 99),
-        "min": _seconds(dist.min_us()),
-        "max": _seconds(dist.max_us()),
+        "min": to_seconds(dist.min_us()),
+        "max": to_seconds(dist.max_us()),
         "hist": hist,
     }
 
 
 def _bucket(
-    t: int, bots: int, names: dict[str, dict[str, Any]], dist: _Dist, failures: int
+    t: int, bots: int, names: dict[str, dict[str, Any]], dist: Dist, failures: int
 ) -> dict[str, Any]:
     return {
         "t": t,
@@ -328,9 +381,9 @@ def _bucket(
         "count": dist.total,
         "failures": failures,
         **dist.percentiles(50, 95, 99),
-        "min": _seconds(dist.min_us()),
-        "max": _seconds(dist.max_us()),
-        "hist": _EMPTY_HIST,
+        "min": to_seconds(dist.min_us()),
+        "max": to_seconds(dist.max_us()),
+        "hist": EMPTY_HIST,
         "names": names,
     }
 
@@ -343,11 +396,11 @@ def _add_buckets(a: dict[str, Any], b: dict[str, Any], bots: int) -> dict[str, A
         if x is None:
             names[name] = y
             continue
-        enc, hist = _add_encoded(x["hist"], y["hist"])
-        dist = _Dist(hist, _us(_min(x["min"], y["min"])), _us(_max(x["max"], y["max"])))
+        enc, hist = add_encoded(x["hist"], y["hist"])
+        dist = Dist(hist, to_us(nan_min(x["min"], y["min"])), to_us(nan_max(x["max"], y["max"])))
         names[name] = _name_entry(x["count"] + y["count"], x["failures"] + y["failures"], enc, dist)
-    enc, hist = _add_encoded(a["hist"], b["hist"])
-    dist = _Dist(hist, _us(_min(a["min"], b["min"])), _us(_max(a["max"], b["max"])))
+    enc, hist = add_encoded(a["hist"], b["hist"])
+    dist = Dist(hist, to_us(nan_min(a["min"], b["min"])), to_us(nan_max(a["max"], b["max"])))
     bucket = _bucket(a["t"], bots, dict(sorted(names.items())), dist, a["failures"] + b["failures"])
     bucket["hist"] = enc
     return bucket
@@ -362,17 +415,17 @@ def _first_key(f: Mapping[str, Any]) -> tuple[float, bool, int]:
 def _merge_name(x: Mapping[str, Any], y: Mapping[str, Any]) -> dict[str, Any]:
     raw_hist = None
     if x["raw_hist"] is not None or y["raw_hist"] is not None:
-        raw_hist = _add_encoded(x["raw_hist"] or x["hist"], y["raw_hist"] or y["hist"])[0]
+        raw_hist = add_encoded(x["raw_hist"] or x["hist"], y["raw_hist"] or y["hist"])[0]
     return {
         "kind": "request" if "request" in (x["kind"], y["kind"]) else x["kind"],
         "count": x["count"] + y["count"],
         "failure_count": x["failure_count"] + y["failure_count"],
-        "hist": _add_encoded(x["hist"], y["hist"])[0],
+        "hist": add_encoded(x["hist"], y["hist"])[0],
         "raw_hist": raw_hist,
         "bytes_sent": x["bytes_sent"] + y["bytes_sent"],
         "bytes_received": x["bytes_received"] + y["bytes_received"],
-        "min": _min(x.get("min", _NAN), y.get("min", _NAN)),
-        "max": _max(x.get("max", _NAN), y.get("max", _NAN)),
+        "min": nan_min(x.get("min", NAN), y.get("min", NAN)),
+        "max": nan_max(x.get("max", NAN), y.get("max", NAN)),
     }
 
 
@@ -388,16 +441,17 @@ def merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
     are not modified.
 
     Example:
-        >>> from trio_bots.metrics import stats_from_snapshot
+        >>> from trio_bots.metrics import Recorder, stats_from_snapshot
         >>> a, b = Recorder(0.0), Recorder(0.0)
         >>> a.record("ping", 1000)
         >>> b.record("ping", 3000)
+        >>> _ = a.tick(0, bots_running=1), b.tick(0, bots_running=1)
         >>> m = merge(a.snapshot(1.0, bots_running=1, active_seconds=1.0),
         ...           b.snapshot(1.0, bots_running=1, active_seconds=1.0))
         >>> stats_from_snapshot(m)["ping"].count, m["timeline"][0]["bots"]
         (2, 2)
     """
-    a, b = _metrics_part(a), _metrics_part(b)
+    a, b = metrics_part(a), metrics_part(b)
     names: dict[str, dict[str, Any]] = {}
     for name in sorted(a["names"].keys() | b["names"].keys()):
         x, y = a["names"].get(name), b["names"].get(name)
@@ -435,7 +489,7 @@ def merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
         "active_seconds": max(a["active_seconds"], b["active_seconds"]),
         "bots_running": a["bots_running"] + b["bots_running"],
         "names": names,
-        "failures": _sorted_failures(list(groups.values())),
+        "failures": sorted_failures(list(groups.values())),
         "counters": dict(sorted(counters.items())),
         "gauges": dict(sorted(gauges.items())),
         "timeline": [timeline[t] for t in sorted(timeline)],

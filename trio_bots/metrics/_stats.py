@@ -1,6 +1,6 @@
 """Reading metrics snapshots: `Stats`, `StatsMap`, failures and the timeline.
 
-Everything here reads plain-data snapshots (see `_metrics`); times come out
+Everything here reads plain-data snapshots (see `_recorder`); times come out
 as float seconds, NaN when there are no samples.
 
 Example:
@@ -22,15 +22,15 @@ from typing import Any
 
 from .._errors import ConfigError
 from ._hdr import (
-    _NAN,
-    _add_encoded,
-    _Dist,
-    _max,
-    _metrics_part,
-    _min,
-    _seconds,
-    _sorted_failures,
-    _us,
+    NAN,
+    Dist,
+    add_encoded,
+    metrics_part,
+    nan_max,
+    nan_min,
+    sorted_failures,
+    to_seconds,
+    to_us,
 )
 
 
@@ -65,8 +65,8 @@ class Stats:
         failure_count: int = 0,
         active_seconds: float = 0.0,
         hists: Iterable[str] = (),
-        low: float = _NAN,
-        high: float = _NAN,
+        low: float = NAN,
+        high: float = NAN,
         raw_hists: Iterable[str] | None = None,
         bytes_sent: int = 0,
         bytes_received: int = 0,
@@ -89,8 +89,8 @@ class Stats:
         )
 
     @cached_property
-    def _dist(self) -> _Dist:
-        return _Dist(_add_encoded(*self._hists)[1], _us(self._low), _us(self._high))
+    def _dist(self) -> Dist:
+        return Dist(add_encoded(*self._hists)[1], to_us(self._low), to_us(self._high))
 
     @property
     def rps(self) -> float:
@@ -98,28 +98,28 @@ class Stats:
         requests = self.count + self.failure_count
         if self.active_seconds > 0:
             return requests / self.active_seconds
-        return 0.0 if requests == 0 else _NAN
+        return 0.0 if requests == 0 else NAN
 
     @property
     def failure_rate(self) -> float:
         """Failed requests over all requests, 0.0 .. 1.0; NaN with none."""
         requests = self.count + self.failure_count
-        return self.failure_count / requests if requests else _NAN
+        return self.failure_count / requests if requests else NAN
 
     @property
     def mean(self) -> float:
         """Mean latency in seconds."""
-        return _seconds(self._dist.mean_us())
+        return to_seconds(self._dist.mean_us())
 
     @property
     def min(self) -> float:
         """Smallest latency in seconds."""
-        return _seconds(self._dist.min_us())
+        return to_seconds(self._dist.min_us())
 
     @property
     def max(self) -> float:
         """Largest latency in seconds."""
-        return _seconds(self._dist.max_us())
+        return to_seconds(self._dist.max_us())
 
     def percentile(self, q: float) -> float:
         """The latency in seconds that ``q`` percent of samples do not exceed.
@@ -129,7 +129,7 @@ class Stats:
         """
         if not (isinstance(q, int | float) and 0 <= q <= 100):
             raise ConfigError(f"percentile must be a number from 0 to 100, got {q!r}")
-        return _seconds(self._dist.percentile_us(q))
+        return to_seconds(self._dist.percentile_us(q))
 
     @cached_property
     def raw(self) -> Stats:
@@ -186,13 +186,34 @@ class StatsMap(Mapping[str, Stats]):
     @cached_property
     def total(self) -> Stats:
         """Every request name aggregated; fan-out names are left out."""
-        parts = [s for s in self._stats.values() if s.kind == "request"]
-        low = high = _NAN
+        return self.combine("total", [n for n, s in self._stats.items() if s.kind == "request"])
+
+    def combine(self, name: str, names: Iterable[str], *, kind: str = "request") -> Stats:
+        """The named entries aggregated exactly into one `Stats` called *name*.
+
+        Counts and bytes add up; the histograms are summed, so percentiles
+        are those of all the samples together, as `total` reads them.
+
+        Raises:
+            KeyError: a name that was never recorded.
+
+        Example:
+            >>> from trio_bots.metrics import Recorder
+            >>> rec = Recorder(0.0)
+            >>> rec.record_fanout("group:a", 1000); rec.record_fanout("group:b", 3000)
+            >>> stats = stats_from_snapshot(rec.snapshot(1.0, bots_running=0, active_seconds=1.0))
+            >>> both = stats.combine("fan-out", ["group:a", "group:b"], kind="fanout")
+            >>> both.count, both.min, both.max, both.kind
+            (2, 0.001, 0.003, 'fanout')
+        """
+        parts = [self[n] for n in names]
+        low = high = NAN
         for s in parts:
-            low, high = _min(low, s._low), _max(high, s._high)
+            low, high = nan_min(low, s._low), nan_max(high, s._high)
         any_raw = any(s._raw_hists is not None for s in parts)
         return Stats(
-            "total",
+            name,
+            kind=kind,
             count=sum(s.count for s in parts),
             failure_count=sum(s.failure_count for s in parts),
             active_seconds=self._active_seconds,
@@ -214,7 +235,7 @@ def stats_from_snapshot(snapshot: Mapping[str, Any]) -> StatsMap:
         >>> stats_from_snapshot(rec.snapshot(0.0, bots_running=0, active_seconds=0.0)).total.rps
         0.0
     """
-    snap = _metrics_part(snapshot)
+    snap = metrics_part(snapshot)
     active = float(snap["active_seconds"])
     return StatsMap(
         {
@@ -225,8 +246,8 @@ def stats_from_snapshot(snapshot: Mapping[str, Any]) -> StatsMap:
                 failure_count=d["failure_count"],
                 active_seconds=active,
                 hists=(d["hist"],),
-                low=d.get("min", _NAN),
-                high=d.get("max", _NAN),
+                low=d.get("min", NAN),
+                high=d.get("max", NAN),
                 raw_hists=None if d["raw_hist"] is None else (d["raw_hist"],),
                 bytes_sent=d["bytes_sent"],
                 bytes_received=d["bytes_received"],
@@ -274,7 +295,7 @@ def failures_from_snapshot(snapshot: Mapping[str, Any]) -> list[FailureGroup]:
         FailureGroup(
             f["name"], f["kind"], f["message"], f["count"], f["first_bot"], f.get("first_t")
         )
-        for f in _sorted_failures(list(_metrics_part(snapshot)["failures"]))
+        for f in sorted_failures(list(metrics_part(snapshot)["failures"]))
     ]
 
 
@@ -299,6 +320,7 @@ class TimelineBucket:
         >>> from trio_bots.metrics import Recorder
         >>> rec = Recorder(0.0)
         >>> rec.record("a", 2000)
+        >>> _ = rec.tick(0, bots_running=5)
         >>> snap = rec.snapshot(0.4, bots_running=5, active_seconds=0.4)
         >>> [bucket] = timeline_from_snapshot(snap)
         >>> bucket.t, bucket.bots, bucket.count, bucket.p99, bucket.names["a"].count
@@ -331,5 +353,5 @@ def timeline_from_snapshot(snapshot: Mapping[str, Any]) -> list[TimelineBucket]:
                 for n, e in b["names"].items()
             },
         )
-        for b in sorted(_metrics_part(snapshot)["timeline"], key=operator.itemgetter("t"))
+        for b in sorted(metrics_part(snapshot)["timeline"], key=operator.itemgetter("t"))
     ]

@@ -35,7 +35,7 @@ Example:
     >>> stats = stats_from_snapshot(rec.snapshot(1.0, bots_running=0, active_seconds=1.0))
     >>> for result in check_thresholds(stats, ["p99(login) < 50ms", "failure_rate == 0"]):
     ...     print(result)
-    p99(login) < 50ms failed: measured 80ms, required < 50ms
+    p99(login) < 50ms failed: measured 80.0 ms, required < 50ms
     failure_rate == 0 passed: measured 0%
     >>> parse_threshold("p99.9 <1s").percentile
     99.9
@@ -50,6 +50,7 @@ from decimal import Decimal
 from typing import Final, NamedTuple
 
 from .._errors import ConfigError, ThresholdError
+from ._format import COUNT, PER_SECOND, RATIO, SECONDS, UNITS, format_value
 from ._hdr import same_bucket
 from ._stats import Stats, StatsMap
 
@@ -63,7 +64,9 @@ __all__ = [
 
 _LATENCY_WORDS: Final = {"mean": "mean", "avg": "mean", "min": "min", "max": "max"}
 _MEDIAN_WORDS: Final = frozenset({"median", "med"})
-_PLAIN_WORDS: Final = frozenset({"count", "rps", "failure_rate"})
+#: The unit of each plain metric's value; every other metric is a latency, in seconds.
+_PLAIN_UNITS: Final = {"count": COUNT, "rps": PER_SECOND, "failure_rate": RATIO}
+_PLAIN_WORDS: Final = frozenset(_PLAIN_UNITS)
 _METRICS_HELP: Final = (
     "a metric: count, rps, failure_rate, mean, min, max or a percentile such as p99 or p99.9"
 )
@@ -234,6 +237,19 @@ class Threshold:
         """Whether the metric is a latency (in seconds)."""
         return self.metric not in _PLAIN_WORDS
 
+    @property
+    def base_unit(self) -> str:
+        """The unit of `value` and of what the metric measures, whatever unit was written.
+
+        ``"s"`` for latencies, ``"ratio"`` (0..1) for ``failure_rate``,
+        ``"1/s"`` for ``rps`` and ``"count"`` for ``count``.
+
+        Example:
+            >>> [parse_threshold(e).base_unit for e in ("p99 < 50ms", "failure_rate < 1%")]
+            ['s', 'ratio']
+        """
+        return _PLAIN_UNITS.get(self.metric, SECONDS)
+
 
 def _name_repr(name: str | None) -> str:
     if name is None:
@@ -328,14 +344,21 @@ class ThresholdResult:
     """The outcome of one threshold.
 
     ``measured`` is None when there was nothing to measure (no samples);
-    ``measured`` and ``required`` are in base units: seconds for
-    latencies, a 0..1 fraction for ``failure_rate``, plain numbers for
-    ``count`` and ``rps``. ``str()`` gives a readable line.
+    ``measured`` and ``required`` are in base units, which ``unit`` names:
+    ``"s"`` (seconds) for latencies, ``"ratio"`` (a 0..1 fraction) for
+    ``failure_rate``, ``"1/s"`` for ``rps`` and ``"count"`` for ``count``.
+    Left out, ``unit`` is the parsed expression's `Threshold.base_unit`.
+    ``str()`` gives a readable line, its figures written by `format_value`,
+    as every report writes them.
+
+    Raises:
+        ConfigError: ``unit`` is not one of those four, or is left out while
+            ``expression`` is not a threshold expression to take it from.
 
     Example:
         >>> r = ThresholdResult("p99(login) < 50ms", False, 0.0802, 0.05)
-        >>> str(r)
-        'p99(login) < 50ms failed: measured 80.2ms, required < 50ms'
+        >>> r.unit, str(r)
+        ('s', 'p99(login) < 50ms failed: measured 80.2 ms, required < 50ms')
     """
 
     expression: str
@@ -343,33 +366,36 @@ class ThresholdResult:
     measured: float | None
     required: float
     reason: str = field(default="", compare=False)
+    unit: str = ""
+
+    def __post_init__(self) -> None:
+        if self.unit in UNITS:
+            return
+        units = ", ".join(map(repr, UNITS))
+        if self.unit:
+            raise ConfigError(f"a threshold result's unit is one of {units}, got {self.unit!r}")
+        try:
+            unit = parse_threshold(self.expression).base_unit
+        except ConfigError:
+            raise ConfigError(
+                f"ThresholdResult({self.expression!r}, ...) needs unit= (one of {units}): "
+                "it is taken from the expression only when that is a threshold such as "
+                "'p99(login) < 50ms'"
+            ) from None
+        object.__setattr__(self, "unit", unit)  # frozen: set once, here
 
     def __str__(self) -> str:
         verdict = "passed" if self.passed else "failed"
         if self.measured is None:
             return f"{self.expression} {verdict}: {self.reason or 'no samples'}"
+        measured = format_value(self.measured, self.unit)
         try:
             t = parse_threshold(self.expression)
-        except ConfigError:  # built by hand from something else: plain figures
-            return f"{self.expression} {verdict}: measured {self.measured:.6g}"
-        measured = _format(t, self.measured)
+        except ConfigError:  # built by hand from something else: no operator to show
+            return f"{self.expression} {verdict}: measured {measured}"
         if self.passed:
             return f"{self.expression} {verdict}: measured {measured}"
         return f"{self.expression} {verdict}: measured {measured}, required {t.op} {_required(t)}"
-
-
-def _format(t: Threshold, value: float) -> str:
-    if t.metric == "failure_rate":
-        return f"{value * 100:.3g}%"
-    if t.metric == "count":
-        return f"{value:.0f}"
-    if t.metric == "rps":
-        return f"{value:.6g}"
-    if value < 1e-3:
-        return f"{value * 1e6:.3g}µs"
-    if value < 1:
-        return f"{value * 1e3:.3g}ms"
-    return f"{value:.4g}s"
 
 
 def _required(t: Threshold) -> str:
@@ -441,7 +467,7 @@ def check_thresholds(
             )
         measured, reason = _measure(t, s)
         passed = measured is not None and _compare(measured, t.op, t.value, t.is_latency)
-        results.append(ThresholdResult(str(t), passed, measured, t.value, reason))
+        results.append(ThresholdResult(str(t), passed, measured, t.value, reason, t.base_unit))
     return results
 
 
@@ -460,11 +486,12 @@ def assert_thresholds(
         >>> rec = Recorder(0.0)
         >>> rec.record("login", 80_200)
         >>> stats = stats_from_snapshot(rec.snapshot(1.0, bots_running=0, active_seconds=1.0))
-        >>> assert_thresholds(stats, ["p99(login) < 50ms", "count(login) >= 1"])
-        Traceback (most recent call last):
-        ...
-        trio_bots._errors.ThresholdError: 1 of 2 thresholds failed:
-          p99(login) < 50ms failed: measured 80.2ms, required < 50ms
+        >>> try:
+        ...     assert_thresholds(stats, ["p99(login) < 50ms", "count(login) >= 1"])
+        ... except ThresholdError as exc:
+        ...     print(exc)
+        1 of 2 thresholds failed:
+          p99(login) < 50ms failed: measured 80.2 ms, required < 50ms
     """
     results = check_thresholds(stats, thresholds)
     failed = [r for r in results if not r.passed]

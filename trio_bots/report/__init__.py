@@ -6,7 +6,7 @@ snapshot dict only, never the engine, so a snapshot loaded from disk or
 merged from several processes renders the same way. See docs/reports.md.
 """
 
-from ._common import format_duration as format_duration
+from ..metrics import format_duration as format_duration
 from ._console import render_console as render_console
 from ._csv import write_csv as write_csv
 from ._html import write_html as write_html

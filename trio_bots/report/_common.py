@@ -1,20 +1,21 @@
-"""What every reporter shares: reading a run snapshot, rows, units.
+"""What every reporter shares: reading a run snapshot, rows, threshold results.
 
 The reporters read the plain "run snapshot" dict (``SwarmResult.to_dict()``)
 and nothing else, so a snapshot loaded back from JSON, or merged from
-several processes, renders the same way.
+several processes, renders the same way. Figures are written by the
+metrics' formatters (`trio_bots.metrics.format_value`), as in
+`ThresholdResult`'s own text.
 """
 
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias
 
 from .._errors import ConfigError
-from ..metrics import Stats, StatsMap, stats_from_snapshot
+from ..metrics import Stats, StatsMap, format_duration, parse_threshold, stats_from_snapshot
 
 SCHEMA = "trio-bots/1"
 
@@ -46,60 +47,6 @@ def as_run(run: RunLike) -> Mapping[str, Any]:
     return run
 
 
-def format_duration(seconds: float) -> str:
-    """Format a time in seconds with a readable unit: µs, ms or s.
-
-    The unit is chosen per value, with three significant figures (no
-    fewer than the whole units). NaN, meaning "no samples", is ``"-"``.
-
-    Args:
-        seconds: a time in seconds, as every trio_bots figure is.
-
-    Example:
-        >>> [format_duration(x) for x in (0.000042, 0.0123, 0.5, 2.0, 125.0)]
-        ['42.0 µs', '12.3 ms', '500 ms', '2.00 s', '125 s']
-        >>> format_duration(float("nan"))
-        '-'
-    """
-    if math.isnan(seconds):
-        return "-"
-    if math.isinf(seconds):
-        return "inf s" if seconds > 0 else "-inf s"
-    if seconds == 0:
-        return "0 s"
-    sign = "-" if seconds < 0 else ""
-    value = abs(seconds)
-    for scale, unit in ((1e6, "µs"), (1e3, "ms")):
-        scaled = value * scale
-        text = _three_figures(scaled)
-        # Past 999.5 the rounded figure reads "1000", so move up a unit.
-        if float(text) < 1000:
-            return f"{sign}{text} {unit}"
-    return f"{sign}{_three_figures(value)} s"
-
-
-def _three_figures(value: float) -> str:
-    if value >= 100:
-        return f"{value:.0f}"
-    if value >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
-
-
-def format_rate(value: float) -> str:
-    """Format a rate (per second) compactly: ``1234.5`` -> ``"1234.5"``."""
-    if math.isnan(value):
-        return "-"
-    if value >= 100:
-        return f"{value:.0f}"
-    return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
-
-
-def format_percentile_label(q: float) -> str:
-    """``99.9`` -> ``"p99.9"``, ``50.0`` -> ``"p50"``."""
-    return f"p{q:g}"
-
-
 @dataclass(frozen=True)
 class StatRow:
     """One line of a stats table.
@@ -112,6 +59,8 @@ class StatRow:
         kind: "request", "fanout" or "total".
         stats: the figures of the line.
         raw: True for the uncorrected (raw) figures of an open-model name.
+        merged: how many fan-out names the line sums up (0 for a line of
+            one name, or the total).
     """
 
     name: str
@@ -119,6 +68,7 @@ class StatRow:
     kind: str
     stats: Stats
     raw: bool = False
+    merged: int = 0
 
     @property
     def requests(self) -> int:
@@ -135,12 +85,16 @@ def open_model_names(metrics: Mapping[str, Any]) -> set[str]:
     return {name for name, data in names.items() if data.get("raw_hist") is not None}
 
 
-def stat_rows(run: Mapping[str, Any], *, with_raw: bool = True) -> list[StatRow]:
+def stat_rows(
+    run: Mapping[str, Any], *, with_raw: bool = True, fanout_detail: bool = True
+) -> list[StatRow]:
     """The stats rows of a run, in display order.
 
     Request names (sorted) come first, each followed by its raw row when
     it has one, then the "Aggregated" total of the request names, then the
-    fan-out names, which the total leaves out.
+    fan-out names, which the total leaves out. Without *fanout_detail*,
+    two or more fan-out names (``group:<g>``, ``direct``, ``fanout``) make
+    one row, their histograms summed exactly: see `fanout_label`.
     """
     metrics = run["metrics"]
     stats = stats_from_snapshot(metrics)
@@ -161,7 +115,39 @@ def stat_rows(run: Mapping[str, Any], *, with_raw: bool = True) -> list[StatRow]
     total = [StatRow(TOTAL_NAME, label, "total", stats.total)]
     if both:
         total.append(StatRow(TOTAL_NAME, f"{TOTAL_NAME} (raw)", "total", stats.total.raw, True))
+    fanout_names = sorted({row.name for row in fanouts})
+    if not fanout_detail and len(fanout_names) > 1:
+        label = fanout_label(fanout_names)
+        merged = stats.combine(label, fanout_names, kind="fanout")
+        fanouts = [StatRow(label, label, "fanout", merged, merged=len(fanout_names))]
     return [*requests, *total, *fanouts]
+
+
+def fanout_label(names: Iterable[str]) -> str:
+    """The label of the one row that sums up the fan-out *names*.
+
+    Example:
+        >>> fanout_label(["group:room-0", "group:room-1", "direct"])
+        'fan-out (2 groups, direct)'
+        >>> fanout_label(["group:lobby", "fanout"])
+        'fan-out (1 group, fanout)'
+    """
+    names = list(names)
+    groups = sum(1 for name in names if name.startswith("group:"))
+    parts = [f"{groups} group{'' if groups == 1 else 's'}"] if groups else []
+    parts += sorted(name for name in names if not name.startswith("group:"))
+    return f"fan-out ({', '.join(parts)})"
+
+
+def fanout_note(rows: Iterable[StatRow]) -> str:
+    """The note under a stats table whose fan-out names share one row, else ``""``."""
+    merged = max((row.merged for row in rows), default=0)
+    if not merged:
+        return ""
+    return (
+        f"fan-out: the latency of {merged} names in one row; fanout_detail=True "
+        "(trio-bots run --fanout-detail) shows a row for each."
+    )
 
 
 def all_stats(run: Mapping[str, Any]) -> StatsMap:
@@ -178,8 +164,23 @@ def run_info(run: Mapping[str, Any]) -> Mapping[str, Any]:
 def summary_line(run: Mapping[str, Any]) -> str:
     """The one-line summary of a run.
 
-    Example: ``duration 10.0 s, bots 100 started / 100 finished (size 100),
-    1200 requests, 3 failures, dropped 0 messages / 0 arrivals, completed``.
+    Example:
+        >>> from trio_bots.metrics import Recorder
+        >>> rec = Recorder(start_time=0.0)
+        >>> rec.record("login", 1000); rec.record_failure("login", "OSError", "reset", 3)
+        >>> info = {"duration": 10.0, "size": 2, "bots_started": 2, "bots_finished": 2,
+        ...         "dropped_messages": 1}
+        >>> metrics = rec.snapshot(10.0, bots_running=0, active_seconds=10.0)
+        >>> line = summary_line({"run": info, "metrics": metrics})
+        >>> for part in line.split(", "):
+        ...     print(part)
+        duration 10.0 s
+        bots 2 started / 2 finished (size 2)
+        2 requests
+        1 failures
+        0 bot failures
+        dropped 1 messages / 0 arrivals
+        completed
     """
     info = run_info(run)
     total = all_stats(run).total
@@ -202,26 +203,30 @@ def summary_line(run: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
-_LATENCY_EXPRESSION = re.compile(r"^\s*(p\d+(\.\d+)?|avg|mean|min|max|med|median)\s*\(", re.I)
+def thresholds(run: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The threshold results of a run (possibly empty), each with its ``unit``.
+
+    The unit is the one the result carries (`ThresholdResult.unit`); a
+    result written without one (an older snapshot) gets its expression's
+    `Threshold.base_unit`, or None when the expression does not parse.
+
+    Example:
+        >>> [r["unit"] for r in thresholds({"thresholds": [
+        ...     {"expression": "p99 < 50ms", "measured": 0.08},
+        ...     {"expression": "rps > 10", "measured": 12.0, "unit": "1/s"}]})]
+        ['s', '1/s']
+    """
+    return [{**result, "unit": _unit(result)} for result in run.get("thresholds") or ()]
 
 
-def is_latency_expression(expression: str) -> bool:
-    """Whether a threshold expression measures a latency (in seconds)."""
-    return bool(_LATENCY_EXPRESSION.match(expression))
-
-
-def format_measured(expression: str, value: float | None) -> str:
-    """A threshold's measured or required figure, in the expression's unit."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if is_latency_expression(expression):
-        return format_duration(float(value))
-    return f"{value:.4g}"
-
-
-def thresholds(run: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """The threshold results of a run (possibly empty)."""
-    return list(run.get("thresholds") or ())
+def _unit(result: Mapping[str, Any]) -> str | None:
+    unit = result.get("unit")
+    if isinstance(unit, str) and unit:
+        return unit
+    try:
+        return parse_threshold(str(result.get("expression", ""))).base_unit
+    except ConfigError:
+        return None
 
 
 def bucket_width(metrics: Mapping[str, Any], t: int) -> float:

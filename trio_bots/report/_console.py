@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich import box
@@ -10,15 +10,19 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..metrics import failures_from_snapshot
+from ..metrics import (
+    failures_from_snapshot,
+    format_duration,
+    format_percentile_label,
+    format_rate,
+    format_value,
+)
 from ._common import (
     CONSOLE_PERCENTILES,
     RunLike,
+    StatRow,
     as_run,
-    format_duration,
-    format_measured,
-    format_percentile_label,
-    format_rate,
+    fanout_note,
     open_model_names,
     run_info,
     stat_rows,
@@ -31,19 +35,25 @@ _MAX_FAILURE_ROWS = 50
 _MAX_BOT_FAILURE_ROWS = 20
 
 
-def render_console(run: RunLike, console: Console | None = None) -> None:
+def render_console(
+    run: RunLike, console: Console | None = None, *, fanout_detail: bool = False
+) -> None:
     """Print the end-of-run report: stats, failures, thresholds, summary.
 
     One row per request name (requests, failures, RPS, p50, p90, p99,
-    p99.9, max), then the "Aggregated" total and the fan-out names. Names
-    measured in the open model get two rows, "(corrected)" and "(raw)".
-    Colours and box drawing appear only when *console* is a terminal, so
-    redirected output is plain text.
+    p99.9, max), then the "Aggregated" total and the fan-out latency:
+    one row for all the fan-out names together (their histograms summed),
+    or one per name with *fanout_detail*. Names measured in the open
+    model get two rows, "(corrected)" and "(raw)". Colours and box
+    drawing appear only when *console* is a terminal, so redirected
+    output is plain text.
 
     Args:
         run: the run snapshot (``SwarmResult.to_dict()``), or the result.
         console: where to print; a new `rich.console.Console` on stdout
             when None.
+        fanout_detail: a row for each fan-out name (``group:<g>``,
+            ``direct``, ``fanout``) instead of one for them all.
 
     Raises:
         ConfigError: *run* is not a run snapshot.
@@ -66,7 +76,11 @@ def render_console(run: RunLike, console: Console | None = None) -> None:
     if console is None:
         console = Console()
     plain = not console.is_terminal
-    console.print(_stats_table(data, plain))
+    rows = stat_rows(data, fanout_detail=fanout_detail)
+    console.print(_stats_table(rows, plain))
+    note = fanout_note(rows)
+    if note:
+        console.print(note, style="dim", highlight=False)
     corrected = open_model_names(data["metrics"])
     if corrected:
         console.print(
@@ -99,7 +113,7 @@ def _table(title: str, plain: bool) -> Table:
     )
 
 
-def _stats_table(run: Mapping[str, Any], plain: bool) -> Table:
+def _stats_table(rows: Sequence[StatRow], plain: bool) -> Table:
     table = _table("Requests (latency of successful requests)", plain)
     table.add_column("Name", overflow="fold")
     for header in ("Requests", "Failures", "RPS"):
@@ -107,7 +121,6 @@ def _stats_table(run: Mapping[str, Any], plain: bool) -> Table:
     for q in CONSOLE_PERCENTILES:
         table.add_column(format_percentile_label(q), justify="right")
     table.add_column("Max", justify="right")
-    rows = stat_rows(run)
     for index, row in enumerate(rows):
         s = row.stats
         failures = Text(str(s.failure_count))
@@ -174,6 +187,6 @@ def _thresholds_table(run: Mapping[str, Any], plain: bool) -> Table | None:
         word = "PASS" if passed else "FAIL"
         verdict = Text(word, style="" if plain else "bold green" if passed else "bold red")
         expression = str(result.get("expression", ""))
-        measured = format_measured(expression, result.get("measured"))
+        measured = format_value(result.get("measured"), result["unit"])
         table.add_row(verdict, Text(expression), measured)
     return table

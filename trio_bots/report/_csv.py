@@ -92,7 +92,7 @@ def write_csv(
         >>> from trio_bots.metrics import Recorder
         >>> rec = Recorder(start_time=0.0)
         >>> rec.record("login", 1500)
-        >>> rec.tick(1.0, bots_running=1)
+        >>> _ = rec.tick(0, bots_running=1)
         >>> run = {"schema": "trio-bots/1", "time_unit": "s", "thresholds": [],
         ...        "run": {"started_wall": 1.7e9, "duration": 1.0},
         ...        "metrics": rec.snapshot(1.0, bots_running=0, active_seconds=1.0)}

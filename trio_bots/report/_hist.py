@@ -1,8 +1,9 @@
-"""Figures of bare encoded histograms, through the metrics' own `Stats`.
+"""Figures of bare encoded histograms, through the metrics' own `Stats` and helpers.
 
 The per-second history needs the figures of a timeline bucket's histogram
-and of the running sum of them; wrapping each in a one-name snapshot keeps
-the percentile rules in one place (`trio_bots.metrics`).
+and of the running sum of them. The histogram layout, its encoding and what
+a NaN bound means are the metrics' (`trio_bots.metrics._hdr`), and `Stats`
+reads the figures, so the percentile rules stay in one place.
 """
 
 from __future__ import annotations
@@ -10,45 +11,29 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from hdrh.histogram import HdrHistogram
-
-from ..metrics import Stats, stats_from_snapshot
-
-# The metrics spec's histograms: integer µs from 1 µs to one hour, 3 digits.
-_LOWEST_US = 1
-_HIGHEST_US = 3_600_000_000
-_DIGITS = 3
+from ..metrics import Stats
+from ..metrics._hdr import EMPTY_HIST, decode_hist, encode_hist, nan_max, nan_min, new_hist
 
 
 def hist_stats(encoded: str, count: int, low: Any = math.nan, high: Any = math.nan) -> Stats:
     """The latency figures (seconds) of one encoded histogram of *count* samples.
 
     *low* and *high* are the exact smallest and largest samples when
-    known (the snapshots carry them as "min" and "max").
+    known (the snapshots carry them as "min" and "max"; JSON as null
+    when there are none).
 
     Example:
-        >>> running = RunningHist()
-        >>> hist_stats(running.encoded(), running.count).max
+        >>> from trio_bots.metrics import Recorder
+        >>> rec = Recorder(start_time=0.0)
+        >>> rec.record("login", 1500); rec.record("login", 2500)
+        >>> login = rec.snapshot(1.0, bots_running=0, active_seconds=1.0)["names"]["login"]
+        >>> s = hist_stats(login["hist"], login["count"], login["min"], login["max"])
+        >>> s.count, s.min, s.max
+        (2, 0.0015, 0.0025)
+        >>> hist_stats(EMPTY_HIST, 0, None, None).max
         nan
     """
-    snapshot = {
-        "version": 1,
-        "active_seconds": 0.0,
-        "names": {
-            "h": {
-                "kind": "request",
-                "count": count,
-                "failure_count": 0,
-                "hist": encoded,
-                "raw_hist": None,
-                "bytes_sent": 0,
-                "bytes_received": 0,
-                "min": _number(low),
-                "max": _number(high),
-            }
-        },
-    }
-    return stats_from_snapshot(snapshot)["h"]
+    return Stats("h", count=count, hists=(encoded,), low=_number(low), high=_number(high))
 
 
 def _number(value: Any) -> float:
@@ -60,15 +45,23 @@ class RunningHist:
     """A running sum of encoded histograms, with their exact min and max.
 
     Example:
-        >>> a, b = RunningHist(), RunningHist()
-        >>> b.add(a.encoded())
-        >>> b.count
-        0
+        >>> from trio_bots.metrics import Recorder
+        >>> rec = Recorder(start_time=0.0)
+        >>> rec.record("a", 1000); rec.record("b", 3000)
+        >>> names = rec.snapshot(1.0, bots_running=0, active_seconds=1.0)["names"]
+        >>> running = RunningHist()
+        >>> for entry in names.values():
+        ...     running.add(entry["hist"], entry["min"], entry["max"])
+        >>> running.add(EMPTY_HIST)  # no samples: nothing changes
+        >>> running.count, running.low, running.high
+        (2, 0.001, 0.003)
+        >>> hist_stats(running.encoded(), running.count, running.low, running.high).max
+        0.003
     """
 
     def __init__(self) -> None:
-        self._hist = HdrHistogram(_LOWEST_US, _HIGHEST_US, _DIGITS)
-        self._encoded: str | None = None
+        self._hist = new_hist()
+        self._encoded: str | None = EMPTY_HIST
         self.low = math.nan
         self.high = math.nan
 
@@ -78,23 +71,23 @@ class RunningHist:
         return int(self._hist.get_total_count())
 
     def add(self, encoded: str | None, low: Any = math.nan, high: Any = math.nan) -> None:
-        """Add the samples of one encoded histogram, whose exact bounds are *low*, *high*."""
-        if not encoded:
+        """Add the samples of one encoded histogram, whose exact bounds are *low*, *high*.
+
+        A NaN (or null) bound means "no samples", as in the snapshots, so
+        it leaves the sum's bound as it was.
+        """
+        if not encoded or encoded == EMPTY_HIST:
             return
-        other = HdrHistogram.decode(encoded)
+        other = decode_hist(encoded)
         if not other.get_total_count():
             return
-        low, high = _number(low), _number(high)
-        if self.count:
-            # An unknown (NaN) bound of any part leaves the sum's unknown.
-            low = math.nan if math.isnan(self.low) else min(low, self.low)
-            high = math.nan if math.isnan(self.high) else max(high, self.high)
-        self.low, self.high = low, high
+        self.low = nan_min(self.low, _number(low))
+        self.high = nan_max(self.high, _number(high))
         self._hist.add(other)
         self._encoded = None
 
     def encoded(self) -> str:
         """The sum, encoded as the snapshots encode histograms."""
         if self._encoded is None:
-            self._encoded = str(self._hist.encode().decode("ascii"))
+            self._encoded = encode_hist(self._hist)
         return self._encoded

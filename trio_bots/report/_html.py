@@ -16,16 +16,20 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigError
-from ..metrics import Stats, failures_from_snapshot
+from ..metrics import (
+    Stats,
+    failures_from_snapshot,
+    format_duration,
+    format_percentile_label,
+    format_rate,
+    format_value,
+)
 from ._common import (
     CONSOLE_PERCENTILES,
     RunLike,
     as_run,
     bucket_width,
-    format_duration,
-    format_measured,
-    format_percentile_label,
-    format_rate,
+    fanout_note,
     open_model_names,
     run_info,
     safe_ratio,
@@ -85,11 +89,12 @@ window.addEventListener("load", function () {
 """
 
 
-def write_html(run: RunLike, path: str | os.PathLike[str]) -> Path:
+def write_html(run: RunLike, path: str | os.PathLike[str], *, fanout_detail: bool = False) -> Path:
     """Write a self-contained HTML report of a run that works offline.
 
-    The page has the run summary, the stats table (as on the console),
-    the failures, the thresholds, and four plotly charts: requests and
+    The page has the run summary, the stats table (as on the console,
+    fan-out latency in one row unless *fanout_detail*), the failures,
+    the thresholds, and four plotly charts: requests and
     failures per second, latency percentiles (p50/p95/p99) over time, the
     latency distribution as an HDR percentile plot, and bots over time.
     It needs plotly, the ``html`` extra: ``pip install 'trio-bots[html]'``.
@@ -97,6 +102,8 @@ def write_html(run: RunLike, path: str | os.PathLike[str]) -> Path:
     Args:
         run: the run snapshot (``SwarmResult.to_dict()``), or the result.
         path: the file to write.
+        fanout_detail: a stats row for each fan-out name (``group:<g>``,
+            ``direct``, ``fanout``) instead of one for them all.
 
     Returns:
         The path written.
@@ -109,7 +116,7 @@ def write_html(run: RunLike, path: str | os.PathLike[str]) -> Path:
         >>> from trio_bots.metrics import Recorder
         >>> rec = Recorder(start_time=0.0)
         >>> rec.record("login", 1200)
-        >>> rec.tick(1.0, bots_running=1)
+        >>> _ = rec.tick(0, bots_running=1)
         >>> run = {"schema": "trio-bots/1", "time_unit": "s", "thresholds": [],
         ...        "run": {"duration": 1.0, "size": 1},
         ...        "metrics": rec.snapshot(1.0, bots_running=0, active_seconds=1.0)}
@@ -142,11 +149,11 @@ def write_html(run: RunLike, path: str | os.PathLike[str]) -> Path:
             )
         )
     target = Path(path)
-    target.write_text(_page(data, charts), encoding="utf-8")
+    target.write_text(_page(data, charts, fanout_detail), encoding="utf-8")
     return target
 
 
-def _page(run: Mapping[str, Any], charts: Sequence[str]) -> str:
+def _page(run: Mapping[str, Any], charts: Sequence[str], fanout_detail: bool) -> str:
     info = run_info(run)
     summary_class = "summary aborted" if info.get("aborted") else "summary"
     check = _CHECK_CHARTS % ("[" + ", ".join(f'"{c}"' for c in CHART_IDS) + "]")
@@ -163,7 +170,7 @@ def _page(run: Mapping[str, Any], charts: Sequence[str]) -> str:
         f'<p class="{summary_class}">{html.escape(summary_line(run))}</p>',
         _run_table(info),
         "<h2>Requests</h2>",
-        _stats_table(run),
+        _stats_table(run, fanout_detail),
         _failures_table(run),
         _bot_failures_table(info),
         _thresholds_table(run),
@@ -214,12 +221,13 @@ def _run_table(info: Mapping[str, Any]) -> str:
     return _table(["Run", ""], body, (0, 1))
 
 
-def _stats_table(run: Mapping[str, Any]) -> str:
+def _stats_table(run: Mapping[str, Any], fanout_detail: bool) -> str:
     headers = ["Name", "Requests", "Failures", "RPS"]
     headers += [format_percentile_label(q) for q in CONSOLE_PERCENTILES]
     headers += ["Max"]
     body = []
-    for row in stat_rows(run):
+    rows = stat_rows(run, fanout_detail=fanout_detail)
+    for row in rows:
         s = row.stats
         css = "raw" if row.raw else "total" if row.kind == "total" else ""
         cells = [
@@ -238,6 +246,9 @@ def _stats_table(run: Mapping[str, Any]) -> str:
         if open_model_names(run["metrics"])
         else '<p class="note">Latencies are of the successful requests.</p>'
     )
+    fanout = fanout_note(rows)
+    if fanout:
+        note += f'<p class="note">{html.escape(fanout)}</p>'
     return _table(headers, body) + note
 
 
@@ -283,7 +294,7 @@ def _thresholds_table(run: Mapping[str, Any]) -> str:
             "<tr>"
             + _cell("PASS" if passed else "FAIL", "text " + ("pass" if passed else "fail"))
             + _cell(expression, "text")
-            + _cell(format_measured(expression, result.get("measured")))
+            + _cell(format_value(result.get("measured"), result["unit"]))
             + "</tr>"
         )
     return "<h2>Thresholds</h2>" + _table(["Result", "Threshold", "Measured"], body, (0, 1))

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigError
-from ..metrics import Stats, failures_from_snapshot
+from ..metrics import Stats, failures_from_snapshot, format_percentile_label
 from ._common import (
     SCHEMA,
     RunLike,
@@ -27,6 +27,7 @@ from ._common import (
     open_model_names,
     run_info,
     safe_ratio,
+    thresholds,
 )
 
 #: The percentiles of each name in the JSON report, and their keys.
@@ -44,8 +45,9 @@ def to_json_dict(run: RunLike) -> dict[str, Any]:
     Returns:
         A dict with ``schema`` ("trio-bots/1"), ``time_unit`` ("s"),
         ``run``, ``stats``, ``total``, ``failures``, ``timeline``,
-        ``thresholds``, ``counters``, ``gauges`` and ``metrics`` (the raw
-        snapshot, histograms included). See docs/reports.md.
+        ``thresholds`` (each with the ``unit`` of its figures: ``"s"``,
+        ``"ratio"``, ``"1/s"`` or ``"count"``), ``counters``, ``gauges`` and
+        ``metrics`` (the raw snapshot, histograms included). See docs/reports.md.
 
     Raises:
         ConfigError: *run* is not a run snapshot.
@@ -54,12 +56,16 @@ def to_json_dict(run: RunLike) -> dict[str, Any]:
         >>> from trio_bots.metrics import Recorder
         >>> rec = Recorder(start_time=0.0)
         >>> rec.record("login", 2000)
-        >>> run = {"schema": "trio-bots/1", "time_unit": "s", "thresholds": [],
+        >>> check = {"expression": "p99 < 50ms", "passed": True, "measured": 0.002,
+        ...          "required": 0.05, "unit": "s"}
+        >>> run = {"schema": "trio-bots/1", "time_unit": "s", "thresholds": [check],
         ...        "run": {"started_wall": 0.0, "duration": 1.0},
         ...        "metrics": rec.snapshot(1.0, bots_running=0, active_seconds=1.0)}
         >>> doc = to_json_dict(run)
         >>> doc["schema"], doc["stats"]["login"]["count"], doc["stats"]["login"]["max"]
         ('trio-bots/1', 1, 0.002)
+        >>> doc["thresholds"][0]["unit"]
+        's'
     """
     data = as_run(run)
     metrics = data["metrics"]
@@ -99,7 +105,7 @@ def to_json_dict(run: RunLike) -> dict[str, Any]:
             for group in failures_from_snapshot(metrics)
         ],
         "timeline": _timeline(metrics, info.get("started_wall")),
-        "thresholds": [dict(result) for result in data.get("thresholds") or ()],
+        "thresholds": thresholds(data),
         "counters": dict(metrics.get("counters", {})),
         "gauges": dict(metrics.get("gauges", {})),
         "metrics": metrics,
@@ -195,15 +201,10 @@ def _restore_nan(value: Any, key: str = "") -> Any:
 _NAN_KEY = re.compile(r"^(min|max|mean|p\d+(\.\d+)?)$")
 
 
-def percentile_key(q: float) -> str:
-    """The JSON key of a percentile: ``99.9`` -> ``"p99.9"``."""
-    return f"p{q:g}"
-
-
 def _figures(stats: Stats) -> dict[str, Any]:
     figures: dict[str, Any] = {"min": stats.min, "mean": stats.mean, "max": stats.max}
     for q in JSON_PERCENTILES:
-        figures[percentile_key(q)] = stats.percentile(q)
+        figures[format_percentile_label(q)] = stats.percentile(q)
     return figures
 
 

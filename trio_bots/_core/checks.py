@@ -1,0 +1,244 @@
+"""What a swarm option accepts: small `Check` objects that validate a value and describe it.
+
+Each option of `trio_bots._core.options.OPTIONS` names one. Calling a check
+returns the value, normalised (seconds become floats), or raises
+`ConfigError` saying what was expected and what was given; `describe()`
+says what it takes, for the docs; ``kind`` is what the command line converts
+a flag's text to when the flag has no parser of its own.
+
+A leaf: it imports nothing of ours but `trio_bots._errors`.
+
+Example:
+    >>> Integer(minimum=1)("inbox_size", 0)
+    Traceback (most recent call last):
+    ...
+    trio_bots.ConfigError: inbox_size must be >= 1, got 0
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from .._errors import ConfigError
+
+
+class Check:
+    """What one option accepts: validates a value, and says what it takes.
+
+    Subclasses are small frozen dataclasses; calling one returns the value,
+    normalised (ints become floats for seconds), or raises `ConfigError`.
+
+    Example:
+        >>> seconds = Number(strict=True)
+        >>> seconds("pace", 2), seconds.describe(), seconds.show(5.0)
+        (2.0, 'seconds > 0', '5s')
+    """
+
+    #: What the command line converts a flag's text to, when the flag has no parser.
+    kind: ClassVar[type] = str
+
+    def __call__(self, name: str, value: Any) -> Any:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """What the option takes, for the docs."""
+        raise NotImplementedError
+
+    def show(self, value: Any) -> str:
+        """A value as ``--help`` shows a default."""
+        return str(value)
+
+
+def _number(name: str, value: Any, *, strict: bool = False, unit: str = "seconds") -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise ConfigError(f"{name} must be a number of {unit}, got {value!r}")
+    if value < 0 or (strict and value == 0):
+        raise ConfigError(f"{name} must be {'>' if strict else '>='} 0, got {value!r}")
+    return float(value)
+
+
+def _integer(name: str, value: Any, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value!r}")
+    return value
+
+
+def _stages(name: str, value: Any, *, what: str) -> list[tuple[float, float]]:
+    example = f"{name}=[(10, 100), (30, 100), (5, 0)]"
+    if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+        raise ConfigError(f"{name} must be a list of (seconds, {what}) pairs, e.g. {example}")
+    stages = []
+    for index, stage in enumerate(value):
+        try:
+            seconds, target = stage
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"{name}[{index}] must be a (seconds, {what}) pair, got {stage!r}; e.g. {example}"
+            ) from None
+        seconds = _number(f"{name}[{index}] duration", seconds)
+        target = _number(f"{name}[{index}] {what}", target, unit=what)
+        stages.append((seconds, target))
+    if not stages:
+        raise ConfigError(f"{name} must not be empty; e.g. {example}")
+    return stages
+
+
+@dataclass(frozen=True)
+class Number(Check):
+    """A number >= 0 (> 0 when `strict`), as a float; `unit` is what it counts."""
+
+    strict: bool = False
+    unit: str = "seconds"
+    kind: ClassVar[type] = float
+
+    def __call__(self, name: str, value: Any) -> float:
+        return _number(name, value, strict=self.strict, unit=self.unit)
+
+    def describe(self) -> str:
+        return f"{self.unit} {'>' if self.strict else '>='} 0"
+
+    def show(self, value: Any) -> str:
+        return f"{value:g}s" if self.unit == "seconds" else f"{value:g}"
+
+
+@dataclass(frozen=True)
+class Integer(Check):
+    """An int >= `minimum` (not a bool)."""
+
+    minimum: int = 0
+    kind: ClassVar[type] = int
+
+    def __call__(self, name: str, value: Any) -> int:
+        return _integer(name, value, minimum=self.minimum)
+
+    def describe(self) -> str:
+        return f"int >= {self.minimum}"
+
+
+@dataclass(frozen=True)
+class Choice(Check):
+    """One of a few strings."""
+
+    choices: tuple[str, ...]
+
+    def __call__(self, name: str, value: Any) -> str:
+        if value not in self.choices:
+            wanted = ", ".join(repr(c) for c in self.choices)
+            raise ConfigError(f"{name} must be one of {wanted}, got {value!r}")
+        return str(value)
+
+    def describe(self) -> str:
+        quoted = [f'"{c}"' for c in self.choices]
+        return f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+
+@dataclass(frozen=True)
+class Stages(Check):
+    """A non-empty list of (seconds, target) pairs; `what` names the target."""
+
+    what: str
+
+    def __call__(self, name: str, value: Any) -> list[tuple[float, float]]:
+        return _stages(name, value, what=self.what)
+
+    def describe(self) -> str:
+        return f"[(seconds, {self.what}), ...]"
+
+
+@dataclass(frozen=True)
+class Rate(Check):
+    """Arrivals per second: a number > 0, or stages of (seconds, arrivals/s)."""
+
+    def __call__(self, name: str, value: Any) -> float | list[tuple[float, float]]:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return _number(name, value, strict=True, unit="arrivals/s")
+        return _stages(name, value, what="arrivals/s")
+
+    def describe(self) -> str:
+        return "arrivals/s > 0, or [(seconds, arrivals/s), ...]"
+
+
+@dataclass(frozen=True)
+class ThinkTime(Check):
+    """Seconds >= 0, or a (low, high) pair for a uniform random pause."""
+
+    def __call__(self, name: str, value: Any) -> float | tuple[float, float]:
+        if isinstance(value, tuple | list):
+            if len(value) != 2:
+                raise ConfigError(f"{name} must be seconds or a (low, high) pair, got {value!r}")
+            low = _number(f"{name} low", value[0])
+            high = _number(f"{name} high", value[1])
+            if high < low:
+                raise ConfigError(f"{name} (low, high) needs low <= high, got {value!r}")
+            return (low, high)
+        return _number(name, value)
+
+    def describe(self) -> str:
+        return "seconds >= 0, or (low, high)"
+
+
+@dataclass(frozen=True)
+class Text(Check):
+    """A string, such as `example`."""
+
+    example: str
+
+    def __call__(self, name: str, value: Any) -> str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string such as {self.example!r}, got {value!r}")
+        return value
+
+    def describe(self) -> str:
+        return "str"
+
+
+@dataclass(frozen=True)
+class Function(Check):
+    """Something callable as `usage` says."""
+
+    usage: str
+
+    def __call__(self, name: str, value: Any) -> Any:
+        if not callable(value):
+            raise ConfigError(f"{name} must be callable as {self.usage}, got {value!r}")
+        return value
+
+    def describe(self) -> str:
+        return "callable"
+
+
+@dataclass(frozen=True)
+class Boolean(Check):
+    """True or False."""
+
+    kind: ClassVar[type] = bool
+
+    def __call__(self, name: str, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be True or False, got {value!r}")
+        return value
+
+    def describe(self) -> str:
+        return "bool"
+
+
+@dataclass(frozen=True)
+class Seed(Check):
+    """An int or a string, so that the same seed gives the same ``bot.random`` next time."""
+
+    kind: ClassVar[type] = int
+
+    def __call__(self, name: str, value: Any) -> int | str:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ConfigError(
+                f"{name} must be an int or a string (bot.random is seeded from "
+                f"'{{seed}}:{{bot id}}', the same for every run), got {value!r}"
+            )
+        return value
+
+    def describe(self) -> str:
+        return "int or str"

@@ -1,0 +1,209 @@
+"""What a run gives back: `SwarmResult`, `BotFailure` and the live `SwarmStatistics`.
+
+Example:
+    >>> import functools, trio, trio_bots
+    >>> async def worker(bot):
+    ...     raise ValueError("boom")
+    >>> result = trio.run(functools.partial(trio_bots.swarm, worker, 3, max_failures=None))
+    >>> [f.bot_id for f in sorted(result.bot_failures, key=lambda f: f.bot_id)]
+    [0, 1, 2]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..metrics import (
+    FailureGroup,
+    StatsMap,
+    ThresholdResult,
+    TimelineBucket,
+    assert_thresholds,
+    check_thresholds,
+)
+
+#: The report schema: fields are added, never renamed or removed.
+SCHEMA = "trio-bots/1"
+
+
+@dataclass(frozen=True)
+class BotFailure:
+    """An exception that escaped a worker and ended its bot.
+
+    Example:
+        >>> BotFailure(3, ValueError("boom"))
+        BotFailure(bot_id=3, exception=ValueError('boom'))
+    """
+
+    bot_id: int
+    exception: BaseException
+
+
+@dataclass(frozen=True)
+class SwarmStatistics:
+    """A frozen snapshot of a running swarm, from `Swarm.statistics`.
+
+    Times are seconds on the swarm clock; `metrics` is a plain-data metrics
+    snapshot (see `trio_bots.metrics`).
+
+    Example:
+        >>> async def watch(swarm):
+        ...     stats = swarm.statistics()
+        ...     print(stats.bots_running, stats.elapsed)
+    """
+
+    elapsed: float
+    duration: float | None
+    bots_running: int
+    bots_target: int
+    bots_started: int
+    bots_finished: int
+    dropped_messages: int
+    dropped_arrivals: int
+    stopping: bool
+    metrics: dict[str, Any] = field(repr=False)
+    arrivals: int = 0
+    arrival_lateness_mean: float = 0.0
+    arrival_lateness_max: float = 0.0
+
+
+@dataclass
+class SwarmResult:
+    """What a swarm measured and how its bots ended.
+
+    Attributes:
+        stats: a `StatsMap`: ``stats[name]`` and ``stats.total``.
+        failures: the request failures, grouped by (type, message).
+        timeline: one bucket per second.
+        bot_failures: every `BotFailure`.
+        bots_started, bots_finished: bot counts.
+        dropped_messages: messages dropped under ``on_full="drop"``.
+        dropped_arrivals: open-model arrivals dropped (queue full, or queued at the stop).
+        duration: seconds from the start to the end of the run.
+        interrupted: True only when SIGINT/SIGTERM or `Swarm.stop` ended the run.
+        aborted: True when the failure policy ended the run.
+        signal: the signal number that interrupted the run, or None.
+        timed_out: True when the seed's ``timeout=`` cancelled the bots still running.
+        bots_cancelled: how many bots that timeout cancelled.
+        warnings: what the engine warned about during the run (also logged).
+
+    Example:
+        >>> import trio, trio_bots
+        >>> async def worker(bot):
+        ...     async with bot.measure("noop"):
+        ...         pass
+        >>> result = trio.run(trio_bots.swarm, worker, 10)
+        >>> result.stats["noop"].count, result.stats.total.failure_count
+        (10, 0)
+    """
+
+    stats: StatsMap
+    failures: list[FailureGroup]
+    timeline: list[TimelineBucket]
+    bot_failures: list[BotFailure]
+    bots_started: int
+    bots_finished: int
+    dropped_messages: int
+    dropped_arrivals: int
+    duration: float
+    interrupted: bool
+    aborted: bool
+    size: int
+    started_wall: float
+    options: Mapping[str, Any] = field(repr=False)
+    metrics: dict[str, Any] = field(repr=False)
+    signal: int | None = None
+    timed_out: bool = False
+    bots_cancelled: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def check(self, *thresholds: str) -> list[ThresholdResult]:
+        """Evaluate threshold expressions such as ``"p99(login) < 50ms"``.
+
+        Returns a `ThresholdResult` per expression.
+
+        Example:
+            >>> import trio, trio_bots
+            >>> async def worker(bot):
+            ...     async with bot.measure("login"):
+            ...         await trio.sleep(0)
+            >>> result = trio.run(trio_bots.swarm, worker, 5)
+            >>> [r.passed for r in result.check("failure_rate < 1%", "count(login) >= 5")]
+            [True, True]
+        """
+        return list(check_thresholds(self.stats, thresholds))
+
+    def assert_thresholds(self, *thresholds: str) -> list[ThresholdResult]:
+        """Like `check`, but raise `ThresholdError` listing each failed threshold.
+
+        Example:
+            >>> import trio, trio_bots
+            >>> async def worker(bot):
+            ...     async with bot.measure("login"):
+            ...         await trio.sleep(0)
+            >>> result = trio.run(trio_bots.swarm, worker, 5)
+            >>> _ = result.assert_thresholds("p99(login) < 1s", "failure_rate == 0")
+        """
+        return list(assert_thresholds(self.stats, thresholds))
+
+    def to_dict(self, thresholds: list[ThresholdResult] | None = None) -> dict[str, Any]:
+        """The run as plain data, schema ``trio-bots/1``: what the reporters read.
+
+        Example:
+            >>> import trio, trio_bots
+            >>> async def worker(bot):
+            ...     await bot.step()
+            >>> result = trio.run(trio_bots.swarm, worker, 2)
+            >>> result.to_dict()["schema"]
+            'trio-bots/1'
+        """
+        return {
+            "schema": SCHEMA,
+            "time_unit": "s",
+            "run": {
+                "started_wall": self.started_wall,
+                "duration": self.duration,
+                "size": self.size,
+                "bots_started": self.bots_started,
+                "bots_finished": self.bots_finished,
+                "interrupted": self.interrupted,
+                "aborted": self.aborted,
+                "signal": self.signal,
+                "timed_out": self.timed_out,
+                "bots_cancelled": self.bots_cancelled,
+                "warnings": list(self.warnings),
+                "dropped_messages": self.dropped_messages,
+                "dropped_arrivals": self.dropped_arrivals,
+                "options": {k: plain(v) for k, v in self.options.items()},
+                "bot_failures": [
+                    {
+                        "bot_id": f.bot_id,
+                        "type": type(f.exception).__name__,
+                        "message": str(f.exception),
+                    }
+                    for f in self.bot_failures
+                ],
+            },
+            "metrics": self.metrics,
+            "thresholds": [
+                {
+                    "expression": t.expression,
+                    "passed": t.passed,
+                    "measured": t.measured,
+                    "required": t.required,
+                    "unit": t.unit,
+                }
+                for t in (thresholds or [])
+            ],
+        }
+
+
+def plain(value: Any) -> Any:
+    """An option's value as JSON-ready plain data (repr for anything else)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return repr(value)
