@@ -28,17 +28,17 @@ async def run(rate: float, seconds: float, pool: int) -> dict[str, float]:
         trivial, pool, rate=rate, duration=seconds, max_bots=pool, stop_grace=1
     ) as swarm:
         pass
-    load = swarm._load
+    dispatch = swarm.statistics()  # the open model's dispatch figures, read after the run
     result = swarm.result
     assert result is not None
     done = result.metrics["counters"].get("done", 0)
     return {
         "rate": rate,
-        "arrivals": load.arrivals,
+        "arrivals": dispatch.arrivals,
         "done": done,
         "dropped": result.dropped_arrivals,
-        "mean_late_us": load.lateness_sum / max(load.arrivals, 1) * 1e6,
-        "max_late_us": load.lateness_max * 1e6,
+        "mean_late_us": dispatch.arrival_lateness_mean * 1e6,
+        "max_late_us": dispatch.arrival_lateness_max * 1e6,
         "held": float(result.dropped_arrivals == 0 and done >= 0.99 * rate * seconds),
     }
 
