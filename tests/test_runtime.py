@@ -7,6 +7,7 @@ the runtime refactor.
 from __future__ import annotations
 
 import functools
+import io
 import json
 import threading
 import time
@@ -15,9 +16,11 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from rich.console import Console
 
 import trio_bots
 from trio_bots import Bot, ConfigError, recv_group, send_group
+from trio_bots.report import render_console
 
 
 def run(fn: Any, *args: Any, **options: Any) -> trio_bots.SwarmResult:
@@ -265,6 +268,9 @@ def test_the_fanout_fallback_warning_is_in_the_result_and_json(
     assert len(result.warnings) == 1 and "fanout='total'" in result.warnings[0]
     assert any("fanout='total'" in r.getMessage() for r in caplog.records)
     assert json.loads(json.dumps(result.to_dict()))["run"]["warnings"] == result.warnings
+    out = io.StringIO()
+    render_console(result, Console(file=out, width=120))
+    assert "warning: more than 100 groups carry messages" in out.getvalue()
 
 
 # -- public names ---------------------------------------------------------------------------

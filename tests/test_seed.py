@@ -247,3 +247,106 @@ def test_current_bot_from_a_task_the_worker_spawned() -> None:
 
     trio.run(trio_bots.swarm, worker, 3)
     assert sorted(found) == [0, 1, 2]
+
+
+# -- the seed's pool options: no size, main=, run_tasks(timeout=) -------------------------
+
+
+def test_start_without_size_runs_one_worker() -> None:
+    calls: list[int] = []
+
+    async def worker() -> None:
+        calls.append(trio_bots.current_bot().id)
+
+    result = trio_bots.start(worker)
+    assert calls == [0] and result.bots_finished == 1
+
+    @trio_bots.start()
+    async def decorated() -> None:
+        calls.append(trio_bots.current_bot().id)
+
+    assert decorated().bots_finished == 1 and calls == [0, 0]
+
+
+def test_create_runs_through_main_with_exactly_the_kwargs_given() -> None:
+    seen: list[Any] = []
+
+    async def worker() -> None:
+        seen.append("worker")
+
+    async def main(awaitables: list[Any], **kwargs: Any) -> str:
+        seen.append(("before", len(awaitables), kwargs))
+        result = await trio_bots.run_tasks(awaitables, **kwargs)
+        seen.append(("after", result.bots_finished))
+        return "main's own value"
+
+    returned = trio.run(
+        functools.partial(trio_bots.create, worker, size=3, main=main, seed=7, stop_grace=1)
+    )
+    assert returned == "main's own value"
+    assert seen == [
+        ("before", 3, {"seed": 7, "stop_grace": 1}),
+        "worker",
+        "worker",
+        "worker",
+        ("after", 3),
+    ]
+
+
+def test_create_without_size_gives_main_one_awaitable() -> None:
+    counts: list[int] = []
+
+    async def worker() -> None:
+        pass
+
+    async def main(awaitables: list[Any]) -> None:
+        counts.append(len(awaitables))
+        await trio_bots.run_tasks(awaitables)
+
+    trio.run(functools.partial(trio_bots.create, worker, main=main))
+    assert counts == [1]
+
+
+def test_timeout_cancels_what_still_runs_with_no_grace_and_no_error() -> None:
+    saw_stopping: list[bool] = []
+
+    async def worker(seconds: float) -> None:
+        bot = trio_bots.current_bot()
+        try:
+            await trio.sleep(seconds)
+        finally:
+            saw_stopping.append(bot.stopping.is_set())
+
+    def factory(coro: Any, *, size: int) -> Iterator[Any]:
+        return (coro(1 if i == 0 else 100) for i in range(size))
+
+    result = trio.run(
+        functools.partial(
+            trio_bots.create, worker, size=3, factory=factory, timeout=5, stop_grace=60
+        ),
+        clock=trio.testing.MockClock(autojump_threshold=0),
+    )
+    assert result.timed_out and result.bots_cancelled == 2
+    assert not result.interrupted and not result.aborted and result.bot_failures == []
+    assert result.duration == 5
+    assert saw_stopping == [False, False, False]  # cancelled, never asked to stop
+    data = result.to_dict()["run"]
+    assert data["timed_out"] is True and data["bots_cancelled"] == 2
+
+
+def test_run_tasks_checks_its_timeout_and_closes_the_awaitables() -> None:
+    async def worker() -> None:
+        raise AssertionError("never runs")
+
+    made = [worker(), worker()]
+    with pytest.raises(ConfigError, match="timeout must be a number of seconds > 0"):
+        trio.run(functools.partial(trio_bots.run_tasks, made, timeout=-1))
+    assert [inspect.getcoroutinestate(c) for c in made] == [inspect.CORO_CLOSED] * 2
+
+
+def test_a_timeout_that_never_fires_leaves_the_result_plain() -> None:
+    async def worker() -> None:
+        await trio.sleep(0.01)
+
+    result = trio_bots.start(worker, size=2, timeout=60)
+    assert not result.timed_out and result.bots_cancelled == 0 and result.bots_finished == 2

@@ -65,7 +65,10 @@ class SwarmRunner(Protocol):
     """The type of the ``swarm_runner`` fixture.
 
     Example:
+        >>> import inspect
         >>> def test_typed(swarm_runner: SwarmRunner) -> None: ...
+        >>> inspect.signature(test_typed).parameters["swarm_runner"].annotation
+        'SwarmRunner'
     """
 
     def __call__(

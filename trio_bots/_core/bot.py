@@ -208,9 +208,20 @@ class Bot:
             ConnectError: naming host and port; the OS error is the ``__cause__``.
 
         Example:
+            >>> import trio, trio_bots
+            >>> from trio_bots.protocols.testing import open_server
+            >>> async def echo(stream):
+            ...     await stream.send_all(await stream.receive_some())
             >>> async def worker(bot):
-            ...     stream = await bot.connect_tcp("127.0.0.1", 7777)
+            ...     host, port = bot.swarm.host.split(":")
+            ...     stream = await bot.connect_tcp(host, int(port))
             ...     await stream.send_all(b"PING\\n")
+            ...     print(type(stream).__name__, await stream.receive_some())
+            >>> async def main():
+            ...     async with open_server(echo) as host:
+            ...         await trio_bots.swarm(worker, 1, host=host)
+            >>> trio.run(main)
+            SocketStream b'PING\\n'
         """
         stream = await transport.connect_tcp(
             host, port, tls=tls, ssl_context=ssl_context, server_hostname=server_hostname
@@ -221,9 +232,18 @@ class Bot:
         """A UDP socket connected to (host, port), owned by this bot.
 
         Example:
-            >>> async def worker(bot):
-            ...     udp = await bot.connect_udp("127.0.0.1", 9999)
-            ...     await udp.send(b"ping")
+            >>> import trio, trio_bots
+            >>> async def main():
+            ...     server = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+            ...     await server.bind(("127.0.0.1", 0))
+            ...     async def worker(bot):
+            ...         udp = await bot.connect_udp(*server.getsockname())
+            ...         await udp.send(b"ping")
+            ...     await trio_bots.swarm(worker, 1)
+            ...     print((await server.recvfrom(100))[0])
+            ...     server.close()
+            >>> trio.run(main)
+            b'ping'
         """
         return self.own(await transport.connect_udp(host, port))  # type: ignore[no-any-return]
 
@@ -231,9 +251,19 @@ class Bot:
         """A TCP listener owned by this bot, for bots that act as servers.
 
         Example:
+            >>> import trio, trio_bots
             >>> async def worker(bot):
-            ...     listener = await bot.open_tcp_listener()
-            ...     port = listener.socket.getsockname()[1]
+            ...     if bot.id == 0:  # the server bot
+            ...         listener = await bot.open_tcp_listener()
+            ...         await bot.send(trio_bots.send_bots([1]), listener.socket.getsockname())
+            ...         stream = bot.own(await listener.accept())
+            ...         print("server got", await stream.receive_some())
+            ...     else:
+            ...         host, port = (await bot.receive()).data
+            ...         stream = await bot.connect_tcp(host, port)
+            ...         await stream.send_all(b"hello")
+            >>> _ = trio.run(trio_bots.swarm, worker, 2)
+            server got b'hello'
         """
         return self.own(await transport.open_tcp_listener(port, host))
 
@@ -243,8 +273,14 @@ class Bot:
         """Join a named group (any hashable name but None).
 
         Example:
+            >>> import trio, trio_bots
             >>> async def worker(bot):
-            ...     bot.join("table-1")
+            ...     bot.join(f"table-{bot.id % 2}")
+            ...     bot.join("lobby")
+            ...     if bot.id == 1:
+            ...         print(sorted(bot.groups))
+            >>> _ = trio.run(trio_bots.swarm, worker, 2)
+            ['lobby', 'table-1']
         """
         self._messaging.join(self._state, group)
 
@@ -252,8 +288,14 @@ class Bot:
         """Leave a group; leaving one you are not in does nothing.
 
         Example:
+            >>> import trio, trio_bots
             >>> async def worker(bot):
+            ...     bot.join("table-1")
             ...     bot.leave("table-1")
+            ...     bot.leave("never-joined")  # nothing happens
+            ...     print(bot.groups)
+            >>> _ = trio.run(trio_bots.swarm, worker, 1)
+            frozenset()
         """
         self._messaging.leave(self._state, group)
 
@@ -265,8 +307,17 @@ class Bot:
         group message.
 
         Example:
+            >>> import trio, trio_bots
             >>> async def worker(bot):
-            ...     ids = await bot.send(trio_bots.send_group("table-1"), b"hello")
+            ...     bot.join("table-1")
+            ...     await bot.step()
+            ...     if bot.id == 0:
+            ...         ids = await bot.send(trio_bots.send_group("table-1"), b"hello")
+            ...         print("delivered to", sorted(ids))
+            ...     else:
+            ...         await bot.receive()
+            >>> _ = trio.run(trio_bots.swarm, worker, 3)
+            delivered to [1, 2]
         """
         # The engine's coroutine itself: one frame less on every suspend and resume.
         return self._messaging.send(self._state, filter, data)
@@ -278,8 +329,15 @@ class Bot:
         nobody, when a receiver's inbox is full.
 
         Example:
+            >>> import trio, trio_bots
             >>> async def worker(bot):
-            ...     bot.send_nowait(trio_bots.send_all(), "tick")
+            ...     await bot.step()
+            ...     if bot.id == 0:
+            ...         print(sorted(bot.send_nowait(trio_bots.send_all(), "tick")))
+            ...     else:
+            ...         await bot.receive()
+            >>> _ = trio.run(trio_bots.swarm, worker, 3)
+            [1, 2]
         """
         return self._messaging.send_nowait(self._state, filter, data)
 
@@ -291,8 +349,15 @@ class Bot:
                 has ended and nothing matching is queued.
 
         Example:
+            >>> import trio, trio_bots
             >>> async def worker(bot):
-            ...     msg = await bot.receive(trio_bots.recv_from(0))
+            ...     if bot.id == 0:
+            ...         await bot.send(trio_bots.send_bots([1]), "hi")
+            ...     else:
+            ...         msg = await bot.receive(trio_bots.recv_from(0))
+            ...         print(msg.sender, msg.data)
+            >>> _ = trio.run(trio_bots.swarm, worker, 2)
+            0 hi
         """
         return self._messaging.receive(self._state, filter)  # as in send()
 
@@ -300,8 +365,14 @@ class Bot:
         """The oldest matching message; raises `trio.WouldBlock` when there is none.
 
         Example:
+            >>> import trio, trio_bots
             >>> async def worker(bot):
-            ...     msg = bot.receive_nowait(trio_bots.recv_all())
+            ...     try:
+            ...         bot.receive_nowait(trio_bots.recv_all())
+            ...     except trio.WouldBlock:
+            ...         print("nothing yet")
+            >>> _ = trio.run(trio_bots.swarm, worker, 1)
+            nothing yet
         """
         return self._messaging.receive_nowait(self._state, filter)
 
@@ -309,9 +380,16 @@ class Bot:
         """Every matching message, oldest first, without waiting (the seed's ``recv``).
 
         Example:
+            >>> import trio, trio_bots
             >>> async def worker(bot):
-            ...     for msg in bot.recv(trio_bots.recv_all()):
-            ...         print(msg.data)
+            ...     if bot.id == 0:
+            ...         for n in range(3):
+            ...             await bot.send(trio_bots.send_bots([1]), n)
+            ...     await bot.step()
+            ...     if bot.id == 1:
+            ...         print([msg.data for msg in bot.recv(trio_bots.recv_all())])
+            >>> _ = trio.run(trio_bots.swarm, worker, 2)
+            [0, 1, 2]
         """
         return self._messaging.recv(self._state, filter)
 
@@ -319,9 +397,15 @@ class Bot:
         """Whether a message matching `filter` is waiting.
 
         Example:
+            >>> import trio, trio_bots
             >>> async def worker(bot):
-            ...     while not bot.has_message():
-            ...         await bot.step()
+            ...     if bot.id == 0:
+            ...         await bot.send(trio_bots.send_bots([1]), "go")
+            ...     await bot.step()
+            ...     if bot.id == 1:
+            ...         print(bot.has_message(), bot.has_message(trio_bots.recv_from(7)))
+            >>> _ = trio.run(trio_bots.swarm, worker, 2)
+            True False
         """
         return self._messaging.has_message(self._state, filter)
 
@@ -345,9 +429,17 @@ class Bot:
             ConfigError: for a group barrier when this bot is not a member.
 
         Example:
+            >>> import trio, trio_bots
+            >>> released = []
             >>> async def worker(bot):
             ...     bot.join("room")
+            ...     await trio.sleep(bot.id)  # arrive at different times
             ...     await bot.barrier("all-joined", group="room")
+            ...     released.append(trio.current_time())
+            >>> _ = trio.run(trio_bots.swarm, worker, 3,
+            ...              clock=trio.testing.MockClock(autojump_threshold=0))
+            >>> released
+            [2.0, 2.0, 2.0]
         """
         await self._messaging.barrier(self._state, name, group, parties)
 
@@ -355,8 +447,15 @@ class Bot:
         """A barrier over every live bot: the seed's ``yield``.
 
         Example:
+            >>> import trio, trio_bots
             >>> async def worker(bot):
-            ...     await bot.step()
+            ...     for turn in range(2):
+            ...         if bot.id == 0:
+            ...             print("turn", turn)
+            ...         await bot.step()
+            >>> _ = trio.run(trio_bots.swarm, worker, 5)
+            turn 0
+            turn 1
         """
         await self._messaging.barrier(self._state, "step", None)
 
@@ -371,11 +470,17 @@ class Bot:
         body records an exception as a failed iteration and goes on.
 
         Example:
+            >>> import functools, trio, trio_bots
             >>> async def worker(bot):
             ...     async for it in bot.iterations():
             ...         with it:
             ...             async with bot.measure("ping"):
-            ...                 await stream.send_all(b"PING\\n")
+            ...                 await trio.sleep(0.01)
+            ...             if it.index == 1:
+            ...                 raise ValueError("a failed iteration, and the loop goes on")
+            >>> result = trio.run(functools.partial(trio_bots.swarm, worker, 2, iterations=3))
+            >>> result.stats["ping"].count, result.stats["iteration"].failure_count
+            (6, 2)
         """
         return Iterations(self, self._state, self._runtime)
 
@@ -389,12 +494,18 @@ class Bot:
         failed without raising; ``m.add_bytes(sent, received)`` records bytes.
 
         Example:
+            >>> import trio, trio_bots
             >>> async def worker(bot):
+            ...     a, b = trio.testing.memory_stream_pair()
             ...     async with bot.measure("login") as m:
-            ...         await stream.send_all(b"LOGIN\\n")
-            ...         reply = await stream.receive_some()
+            ...         await a.send_all(b"LOGIN\\n")
+            ...         await b.send_all(b"NO\\n" if bot.id else b"OK\\n")
+            ...         reply = await a.receive_some()
             ...         if reply != b"OK\\n":
             ...             m.fail(f"unexpected reply {reply!r}")
+            >>> stats = trio.run(trio_bots.swarm, worker, 3).stats["login"]
+            >>> stats.count, stats.failure_count
+            (1, 2)
         """
         return Measure(self._runtime, self._state, name)
 
@@ -402,8 +513,11 @@ class Bot:
         """Record a measurement taken elsewhere.
 
         Example:
+            >>> import trio, trio_bots
             >>> async def worker(bot):
             ...     bot.record("server-side", 0.012)
+            >>> trio.run(trio_bots.swarm, worker, 2).stats["server-side"].max
+            0.012
         """
         recorder = self._runtime.recorder
         if failed:
@@ -415,8 +529,12 @@ class Bot:
         """Add `n` to the custom counter `name`.
 
         Example:
+            >>> import trio, trio_bots
             >>> async def worker(bot):
             ...     bot.count("moves")
+            ...     bot.count("moves", 2)
+            >>> trio.run(trio_bots.swarm, worker, 2).metrics["counters"]
+            {'moves': 6}
         """
         self._runtime.recorder.count(name, n)
 
@@ -424,8 +542,11 @@ class Bot:
         """Set the custom gauge `name` (the last value wins).
 
         Example:
+            >>> import trio, trio_bots
             >>> async def worker(bot):
             ...     bot.gauge("queue_depth", 12)
+            >>> trio.run(trio_bots.swarm, worker, 1).metrics["gauges"]
+            {'queue_depth': 12}
         """
         self._runtime.recorder.gauge(name, value)
 

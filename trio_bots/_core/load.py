@@ -52,10 +52,15 @@ class Iteration:
         started: the swarm-clock time the iteration actually started.
 
     Example:
+        >>> import functools, trio, trio_bots
         >>> async def worker(bot):
         ...     async for it in bot.iterations():
         ...         with it:  # an Exception here is counted, and the loop goes on
-        ...             await do_request(bot)
+        ...             if it.index % 2:
+        ...                 raise ConnectionResetError("peer reset")
+        >>> result = trio.run(functools.partial(trio_bots.swarm, worker, 1, iterations=4))
+        >>> result.stats["iteration"].failure_count, result.bot_failures
+        (2, [])
     """
 
     __slots__ = ("_bot", "_runtime", "index", "intended_start", "started")
@@ -93,9 +98,15 @@ class Iterations:
     so that no cleanup depends on the async-generator finaliser).
 
     Example:
+        >>> import functools, trio, trio_bots
         >>> async def worker(bot):
         ...     async for it in bot.iterations():
-        ...         print("iteration", it.index)
+        ...         print("iteration", it.index, it.started)
+        >>> run = functools.partial(trio_bots.swarm, worker, 1, iterations=3, pace=1.5)
+        >>> _ = trio.run(run, clock=trio.testing.MockClock(autojump_threshold=0))
+        iteration 0 0.0
+        iteration 1 1.5
+        iteration 2 3.0
     """
 
     __slots__ = (

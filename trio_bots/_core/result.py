@@ -46,12 +46,22 @@ class SwarmStatistics:
     """A frozen snapshot of a running swarm, from `Swarm.statistics`.
 
     Times are seconds on the swarm clock; `metrics` is a plain-data metrics
-    snapshot (see `trio_bots.metrics`).
+    snapshot (see `trio_bots.metrics`). In the open model, `arrivals` counts the
+    arrivals dispatched so far, and `arrival_lateness_mean` / `_max` say how late
+    (in seconds) the scheduler dispatched them: a measure of the load tool's own
+    health. Reading it changes nothing.
 
     Example:
-        >>> async def watch(swarm):
-        ...     stats = swarm.statistics()
-        ...     print(stats.bots_running, stats.elapsed)
+        >>> import trio, trio_bots
+        >>> async def idle(bot):
+        ...     await bot.stopping.wait()
+        >>> async def main():
+        ...     async with trio_bots.open_swarm(idle, 4, duration=1) as swarm:
+        ...         await trio.sleep(0.5)
+        ...         stats = swarm.statistics()
+        ...     return stats.bots_running, stats.elapsed, stats.stopping
+        >>> trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+        (4, 0.5, False)
     """
 
     elapsed: float

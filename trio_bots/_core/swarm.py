@@ -119,8 +119,12 @@ class Swarm:
 
     # -- public
 
-    def statistics(self) -> SwarmStatistics:
+    def statistics(self, *, metrics: bool = True) -> SwarmStatistics:
         """A frozen snapshot of the run so far, for live views. It changes nothing.
+
+        With ``metrics=False`` its ``metrics`` is an empty dict: the counters only,
+        for views that follow the per-second figures through `on_tick` instead of
+        re-reading every histogram.
 
         Example:
             >>> import trio, trio_bots
@@ -146,7 +150,7 @@ class Swarm:
             dropped_messages=self._messaging.dropped_messages,
             dropped_arrivals=runtime.dropped_arrivals,
             stopping=runtime.stopping.is_set(),
-            metrics=runtime.snapshot(),
+            metrics=runtime.snapshot() if metrics else {},
             arrivals=arrivals,
             arrival_lateness_mean=getattr(load, "lateness_sum", 0.0) / max(arrivals, 1),
             arrival_lateness_max=getattr(load, "lateness_max", 0.0),

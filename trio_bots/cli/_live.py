@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
@@ -36,6 +37,7 @@ from ..report import format_duration
 
 if TYPE_CHECKING:
     from .._core.result import SwarmStatistics
+    from .._core.runtime import Tick
     from .._core.swarm import Swarm
 
 #: Seconds between redraws of the live panel, and between plain lines.
@@ -220,6 +222,33 @@ def render_live(
     return Group(header, table, Text(footer, style="dim"))
 
 
+class _Feed:
+    """The live view's figures, kept by the swarm's per-second ticks: the last second's
+    bucket, and per-name totals summed from the buckets, so that a redraw re-reads no
+    histogram. Until the first second is complete, the full statistics stand in."""
+
+    def __init__(self, swarm: Swarm) -> None:
+        self._swarm = swarm
+        self._last: Mapping[str, Any] | None = None
+        self._totals: dict[str, dict[str, Any]] = {}
+        self.close = swarm.on_tick(self._tick)
+
+    def _tick(self, tick: Tick) -> None:
+        self._last = tick.bucket
+        for name, entry in tick.bucket.get("names", {}).items():
+            total = self._totals.setdefault(
+                name, {"kind": entry.get("kind", "request"), "count": 0, "failure_count": 0}
+            )
+            total["count"] += entry["count"]
+            total["failure_count"] += entry["failures"]
+
+    def statistics(self) -> SwarmStatistics:
+        if self._last is None:
+            return self._swarm.statistics()
+        metrics = {"names": self._totals, "timeline": [self._last]}
+        return dataclasses.replace(self._swarm.statistics(metrics=False), metrics=metrics)
+
+
 async def watch_swarm(
     swarm: Swarm, console: Console, mode: ViewMode, planned: float | None = None
 ) -> None:
@@ -251,20 +280,25 @@ async def watch_swarm(
     if mode == "off":
         return
     open_model = swarm.options.get("rate") is not None
-    if mode == "plain":
-        while True:
-            await anyio.sleep(PLAIN_EVERY)
-            console.print(plain_line(swarm.statistics(), planned), highlight=False, soft_wrap=True)
-    with Live(
-        render_live(swarm.statistics(), planned, open_model=open_model),
-        console=console,
-        auto_refresh=False,
-        transient=True,
-        redirect_stdout=True,
-        redirect_stderr=True,
-    ) as live:
-        while True:
-            await anyio.sleep(LIVE_EVERY)
-            live.update(
-                render_live(swarm.statistics(), planned, open_model=open_model), refresh=True
-            )
+    feed = _Feed(swarm)
+    try:
+        if mode == "plain":
+            while True:
+                await anyio.sleep(PLAIN_EVERY)
+                line = plain_line(feed.statistics(), planned)
+                console.print(line, highlight=False, soft_wrap=True)
+        with Live(
+            render_live(feed.statistics(), planned, open_model=open_model),
+            console=console,
+            auto_refresh=False,
+            transient=True,
+            redirect_stdout=True,
+            redirect_stderr=True,
+        ) as live:
+            while True:
+                await anyio.sleep(LIVE_EVERY)
+                live.update(
+                    render_live(feed.statistics(), planned, open_model=open_model), refresh=True
+                )
+    finally:
+        feed.close()

@@ -305,9 +305,9 @@ class Recorder:
             series.interval_failures = 0
             if n:
                 dist = Dist(interval, interval.min_value, interval.max_value)
-                names[name] = _name_entry(n, failures, encode_hist(interval), dist)
+                names[name] = _name_entry(series.kind, n, failures, encode_hist(interval), dist)
             else:
-                names[name] = _name_entry(0, failures, EMPTY_HIST, Dist(None))
+                names[name] = _name_entry(series.kind, 0, failures, EMPTY_HIST, Dist(None))
             if series.kind == "request":
                 request_failures += failures
                 if n:
@@ -361,8 +361,11 @@ class Recorder:
         }
 
 
-def _name_entry(count: int, failures: int, hist: str, dist: Dist) -> dict[str, Any]:
+def _name_entry(
+    kind: str, count: int, failures: int, hist: str, dist: Dist
+) -> dict[str, Any]:
     return {
+        "kind": kind,
         "count": count,
         "failures": failures,
         **dist.percentiles(50, 99),
@@ -398,7 +401,11 @@ def _add_buckets(a: dict[str, Any], b: dict[str, Any], bots: int) -> dict[str, A
             continue
         enc, hist = add_encoded(x["hist"], y["hist"])
         dist = Dist(hist, to_us(nan_min(x["min"], y["min"])), to_us(nan_max(x["max"], y["max"])))
-        names[name] = _name_entry(x["count"] + y["count"], x["failures"] + y["failures"], enc, dist)
+        # "kind" came to timeline names later: a snapshot without it has requests only
+        kind = x.get("kind") or y.get("kind") or "request"
+        names[name] = _name_entry(
+            kind, x["count"] + y["count"], x["failures"] + y["failures"], enc, dist
+        )
     enc, hist = add_encoded(a["hist"], b["hist"])
     dist = Dist(hist, to_us(nan_min(a["min"], b["min"])), to_us(nan_max(a["max"], b["max"])))
     bucket = _bucket(a["t"], bots, dict(sorted(names.items())), dist, a["failures"] + b["failures"])

@@ -99,6 +99,8 @@ def render_console(
     if checks is not None:
         console.print(checks)
     info = run_info(data)
+    for warning in info.get("warnings", ()):
+        console.print(Text(f"warning: {warning}", style="yellow"))
     style = "bold red" if info.get("aborted") else "yellow" if info.get("interrupted") else "bold"
     console.print(Text(summary_line(data), style=style))
 
