@@ -57,6 +57,8 @@ from ._run import (
 
 _OUT = "Reports and output"
 
+__all__ = ["app", "main"]
+
 app = typer.Typer(
     name="trio-bots",
     help="Run swarms of bots against servers: stress tests, benchmarks, debugging.",

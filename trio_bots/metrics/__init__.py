@@ -13,6 +13,7 @@ Example:
     1
 """
 
+from .._util import fixup_module_metadata
 from ._format import format_duration as format_duration
 from ._format import format_percentile_label as format_percentile_label
 from ._format import format_rate as format_rate
@@ -56,3 +57,7 @@ __all__ = [
     "stats_from_snapshot",
     "timeline_from_snapshot",
 ]
+
+fixup_module_metadata(__name__, {name: globals()[name] for name in __all__})
+del fixup_module_metadata
+

@@ -268,6 +268,7 @@ def parse_threshold(expr: str) -> Threshold:
             character, and what was expected there.
 
     Example:
+        >>> from trio_bots import ConfigError
         >>> parse_threshold("failure_rate(login) < 1%").value
         0.01
         >>> try:
@@ -482,6 +483,7 @@ def assert_thresholds(
         ConfigError: for a malformed expression, or a name never recorded.
 
     Example:
+        >>> from trio_bots import ThresholdError
         >>> from trio_bots.metrics import Recorder, stats_from_snapshot
         >>> rec = Recorder(0.0)
         >>> rec.record("login", 80_200)

@@ -6,6 +6,7 @@ snapshot dict only, never the engine, so a snapshot loaded from disk or
 merged from several processes renders the same way. See docs/reports.md.
 """
 
+from .._util import fixup_module_metadata
 from ..metrics import format_duration as format_duration
 from ._console import render_console as render_console
 from ._csv import write_csv as write_csv
@@ -23,3 +24,7 @@ __all__ = [
     "write_html",
     "write_json",
 ]
+
+fixup_module_metadata(__name__, {name: globals()[name] for name in __all__})
+del fixup_module_metadata
+
