@@ -50,6 +50,9 @@ BAD_VALUES: dict[str, tuple[Any, str]] = {
     "inbox_size": (0, "inbox_size must be >= 1, got 0"),
     "on_full": ("wait", "on_full must be one of 'block', 'drop', 'error', got 'wait'"),
     "sockets_per_bot": (-1, "sockets_per_bot must be >= 0, got -1"),
+    "data": (42, "data must be a file name (.csv, .jsonl), a list or an iterable of records"),
+    "data_mode": ("loop", "data_mode must be one of 'sequential', 'cycle', 'random'"),
+    "data_per": ("step", "data_per must be one of 'bot', 'iteration', got 'step'"),
     "seed": (object(), "seed must be an int or a string"),
     "host": (8080, "host must be a string such as '127.0.0.1:8080', got 8080"),
     "factory": (3, "factory must be callable as factory(worker, size=N), got 3"),
@@ -68,6 +71,7 @@ def test_every_option_is_declared_once_with_a_flag_or_a_reason() -> None:
         assert spec.help, spec.name
     python_only = {spec.name: spec.no_flag for spec in OPTIONS if spec.flag is None}
     assert python_only == {
+        "data_mode": "given as --data FILE:MODE",
         "factory": "a callable",
         "handle_sigint": "the command always handles signals",
     }

@@ -127,6 +127,34 @@ class Bot:
         return state.log
 
     @property
+    def data(self) -> Any:
+        """This bot's test data record (the ``data=`` option), or None without it.
+
+        Bot i gets record i by its global id (``i mod n`` in ``cycle`` mode); with
+        ``data_per="iteration"`` it is the record of the current iteration (None
+        before the first). A CSV row is a dict of the header's names.
+
+        Raises:
+            ConfigError: ``"FILE has only N records"`` when a ``sequential`` or
+                ``shuffle`` source has run out (this fails the bot).
+
+        Example:
+            >>> import functools, trio, trio_bots
+            >>> seen = {}
+            >>> async def worker(bot):
+            ...     seen[bot.id] = bot.data["user"]
+            >>> users = [{"user": "ann"}, {"user": "bob"}]
+            >>> _ = trio.run(functools.partial(trio_bots.swarm, worker, 3, data=users,
+            ...                                data_mode="cycle"))
+            >>> [seen[i] for i in range(3)]
+            ['ann', 'bob', 'ann']
+        """
+        feeder = self._runtime.data
+        if feeder is None:
+            return None
+        return feeder.for_bot(self)
+
+    @property
     def owned(self) -> tuple[Any, ...]:
         """What this bot owns now, oldest first (see `own`)."""
         owned = self._state.owned

@@ -18,6 +18,8 @@ Example:
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -242,3 +244,31 @@ class Seed(Check):
 
     def describe(self) -> str:
         return "int or str"
+
+
+@dataclass(frozen=True)
+class DataSource(Check):
+    """Test data: a ``.csv``/``.jsonl`` path (``"FILE:MODE"`` names the mode too), a list,
+    or any iterable; the file itself is read before the start (``trio_bots._core.data``).
+
+    Example:
+        >>> DataSource()("data", "users.csv:cycle")
+        'users.csv:cycle'
+        >>> DataSource()("data", 42)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        trio_bots.ConfigError: data must be a file name (.csv, .jsonl), a list or ..., got 42
+    """
+
+    def __call__(self, name: str, value: Any) -> Any:
+        if isinstance(value, str | os.PathLike | list | tuple):
+            return value
+        if isinstance(value, bytes | Mapping) or not hasattr(value, "__iter__"):
+            raise ConfigError(
+                f"{name} must be a file name (.csv, .jsonl), a list or an iterable of records, "
+                f"got {value!r}"
+            )
+        return value
+
+    def describe(self) -> str:
+        return "a .csv/.jsonl path (\"FILE:MODE\"), a list or an iterable"

@@ -47,6 +47,8 @@ class Iteration:
 
     Attributes:
         index: 0-based count of this bot's iterations.
+        data: with ``data_per="iteration"``, this step's record of the ``data=``
+            option (the next of one global sequence); otherwise ``bot.data``.
         intended_start: in the open model, the swarm-clock time this arrival
             was scheduled for; otherwise the actual start.
         started: the swarm-clock time the iteration actually started.
@@ -63,16 +65,44 @@ class Iteration:
         (2, [])
     """
 
-    __slots__ = ("_bot", "_runtime", "index", "intended_start", "started")
+    __slots__ = ("_bot", "_record", "_runtime", "index", "intended_start", "started")
 
     def __init__(
-        self, bot: Bot, runtime: Runtime, index: int, intended_start: float, started: float
+        self,
+        bot: Bot,
+        runtime: Runtime,
+        index: int,
+        intended_start: float,
+        started: float,
+        record: Any = None,
     ) -> None:
         self._bot = bot
         self._runtime = runtime
         self.index = index
         self.intended_start = intended_start
         self.started = started
+        self._record = record
+
+    @property
+    def data(self) -> Any:
+        """This step's record (``data_per="iteration"``), else ``bot.data``.
+
+        Example:
+            >>> import functools, trio, trio_bots
+            >>> async def worker(bot):
+            ...     async for it in bot.iterations():
+            ...         print(bot.id, it.index, it.data)
+            >>> run = functools.partial(trio_bots.swarm, worker, 1, iterations=3,
+            ...                         data=["a", "b", "c"], data_per="iteration")
+            >>> _ = trio.run(run)
+            0 0 a
+            0 1 b
+            0 2 c
+        """
+        feeder = self._runtime.data
+        if feeder is not None and feeder.per_iteration:
+            return self._record
+        return self._bot.data
 
     def __enter__(self) -> Iteration:
         return self
@@ -167,6 +197,9 @@ class Iterations:
             now = intended = runtime.clock()
         self._last_start = now
         self._count = count + 1
+        feeder = runtime.data
+        if feeder is not None and feeder.per_iteration:
+            return Iteration(bot, runtime, count, intended, now, feeder.take(bot, index=count))
         return Iteration(bot, runtime, count, intended, now)
 
     async def _wait_between(self, bot: Bot) -> None:

@@ -43,6 +43,7 @@ from .checks import (
     Boolean,
     Check,
     Choice,
+    DataSource,
     Function,
     Integer,
     Number,
@@ -71,6 +72,7 @@ FD_HEADROOM = 64
 PANEL_LOAD = "Load shape"
 PANEL_RUN = "Run length and pacing"
 PANEL_FAILURES = "Failures and measuring"
+PANEL_DATA = "Test data and tracing"
 
 
 @dataclass(frozen=True)
@@ -319,6 +321,33 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "for the fd preflight; 0 turns it off",
         Flag("For the open-file preflight; 0 disables it.", panel=PANEL_FAILURES),
     ),
+    # test data (docs/data.md)
+    OptionSpec(
+        "data",
+        None,
+        DataSource(),
+        "test data: `bot.data` is bot i's record i (`it.data` per iteration with `data_per`)",
+        Flag(
+            "Test data, a .csv (header first) or .jsonl file; MODE is sequential (the "
+            "default), cycle, random, shuffle or shared.",
+            metavar="FILE[:MODE]",
+            panel=PANEL_DATA,
+        ),
+    ),
+    OptionSpec(
+        "data_mode",
+        None,
+        Choice(("sequential", "cycle", "random", "shuffle", "shared")),
+        'how records are handed out; None: the MODE of `"FILE:MODE"`, else `"sequential"`',
+        no_flag="given as --data FILE:MODE",
+    ),
+    OptionSpec(
+        "data_per",
+        "bot",
+        Choice(("bot", "iteration")),
+        'one record per bot, or one per step of `bot.iterations()` (`"iteration"`)',
+        Flag("A record per bot, or per iteration (it.data).", panel=PANEL_DATA),
+    ),
     # the target, randomness
     OptionSpec(
         "seed",
@@ -418,6 +447,8 @@ def check_combinations(size: int, options: Mapping[str, Any], spell: Spelling) -
     """
     s = spell
     rate = options["rate"]
+    if options["data"] is None and options["data_mode"] is not None:
+        raise ConfigError(f"{s('data_mode')} says how to hand out {s('data')}: give data too")
     if options["pace"] is not None and options["think_time"] is not None:
         raise ConfigError(f"give either {s('think_time')} or {s('pace')}, not both")
     if rate is None:

@@ -143,6 +143,7 @@ class Runtime:
         per_bot_stops: True when bots can be stopped one by one (each gets its own
             ``stopping`` event and cancel scope); set by the load driver.
         control: the swarm's `SwarmControl`, once the swarm has started.
+        data: the run's test data (a `data.Feeder`), or None without ``data=``.
         load: the load driver, or None.
         bots_started, bots_running, bots_finished: bot counters.
         bots_target: the bots the load shape aims at now.
@@ -162,6 +163,8 @@ class Runtime:
         self.stopping: Any = backend.event()
         self.per_bot_stops = False
         self.control: SwarmControl | None = None
+        #: The `data.Feeder`, set by the swarm before the start; None without ``data=``.
+        self.data: Any = None
         #: The load driver (`load.Driver`), or None when `size` bots start at once.
         self.load: Any = None
         self.bots_started = 0
@@ -209,6 +212,8 @@ class Runtime:
         self.bots_running -= 1
         self.bots_finished += 1
         self.last_bot_end = self.clock()
+        if self.data is not None:
+            self.data.release(state.id)
 
     def stopping_event(self, state: BotState) -> Any:
         """The event that tells this bot to stop: the run's, or its own when bots stop

@@ -26,6 +26,7 @@ from .._errors import ConfigError, SwarmAborted
 from ..metrics import failures_from_snapshot, stats_from_snapshot, timeline_from_snapshot
 from .backend import current_backend
 from .bot import Bot, enter_bot_task
+from .data import feeder_for_run
 from .load import make_load
 from .messaging import Messaging
 from .options import preflight_fds, validate_options
@@ -547,7 +548,9 @@ async def _open(
                 "loop on the main thread, or leave handle_sigint=False"
             )
         preflight_fds(size, options)
-        swarm = Swarm(worker, Runtime(options, current_backend(), size=size))
+        runtime = Runtime(options, current_backend(), size=size)
+        runtime.data = feeder_for_run(size, options)
+        swarm = Swarm(worker, runtime)
     except BaseException:
         close_unstarted(awaitables)
         raise
@@ -565,6 +568,8 @@ async def _open(
     finally:
         result = swarm._finish()
         close_unstarted(awaitables)
+        if runtime.data is not None:
+            runtime.data.close()
     if error is not None:
         raise error  # outside the except block, so its own __context__ is kept
     if swarm._aborted and result.bot_failures:
