@@ -63,6 +63,7 @@ def test_canonical_text_and_percentile() -> None:
     assert parse_threshold("median < 1").percentile == 50.0
     assert parse_threshold("count >= 1").percentile is None
     assert str(parse_threshold('p1("a b") < 1')) == 'p1("a b") < 1'
+    assert parse_threshold("p1( GET /item{region=eu} ) < 1").name == "GET /item{region=eu}"
     assert str(parse_threshold("p1('\"x') < 1")) == r'p1("\"x") < 1'
 
 
@@ -74,7 +75,7 @@ def test_canonical_text_and_percentile() -> None:
         ("foo(x) < 1", 0, "a metric: count, rps"),
         ("p101 < 1", 0, "a percentile from p0 to p100"),
         ("p99() < 1", 4, "a request name"),
-        ("p99(a b) < 1", 6, "')' after the name"),
+        ("p99(a < 1", 9, "')' after the name"),
         ('p99("a b) < 1', 4, 'a closing " for this name'),
         ("p99(a) <", 8, "a number"),
         ("p99(a) < 1s extra", 12, "the end of the threshold"),

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Coroutine, Hashable
+from collections.abc import Coroutine, Hashable, Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -514,12 +515,15 @@ class Bot:
 
     # -- measuring
 
-    def measure(self, name: str) -> Measure:
+    def measure(self, name: str, tags: Mapping[str, Any] | None = None) -> Measure:
         """Measure the body's latency and success under `name`.
 
         An `Exception` in the body counts as a failure and is re-raised;
         cancellation is not recorded. ``m.fail(reason)`` marks the request
         failed without raising; ``m.add_bytes(sent, received)`` records bytes.
+        `tags` (and those of an enclosing `tagged` block) are dimensions of
+        the measurement: ``stats[name]`` aggregates every tag set, and
+        ``stats.tagged(name)`` gives each one (see ``docs/tags.md``).
 
         Example:
             >>> import trio, trio_bots
@@ -535,10 +539,59 @@ class Bot:
             >>> stats.count, stats.failure_count
             (1, 2)
         """
-        return Measure(self._runtime, self._state, name)
+        runtime = self._runtime
+        if tags is None and not runtime.bot_tags:
+            return Measure(runtime, self._state, name)  # untagged: the hot path
+        return Measure(runtime, self._state, self._tag_key(name, tags))
 
-    def record(self, name: str, seconds: float, *, failed: bool = False) -> None:
-        """Record a measurement taken elsewhere.
+    def _tag_key(self, name: str, tags: Mapping[str, Any] | None) -> str:
+        runtime = self._runtime
+        ambient = runtime.bot_tags.get(self.id)
+        if ambient is not None:
+            tags = ambient if not tags else {**ambient, **tags}
+        if not tags:
+            return name
+        return runtime.tag_keys.key(name, tags)
+
+    @contextmanager
+    def tagged(self, **tags: Any) -> Iterator[None]:
+        """Tag every measurement of this bot inside the block (a plain ``with``).
+
+        Blocks nest, the inner values winning; ``measure(..., tags=)`` adds to them.
+        The tags apply to the bot's measurements in every task it runs.
+
+        Example:
+            >>> import trio, trio_bots
+            >>> async def worker(bot):
+            ...     with bot.tagged(region="eu" if bot.id else "us"):
+            ...         async with bot.measure("GET /item"):
+            ...             await trio.sleep(0)
+            >>> stats = trio.run(trio_bots.swarm, worker, 3).stats
+            >>> stats["GET /item"].count, sorted(stats.tagged("GET /item"))
+            (3, ['region=eu', 'region=us'])
+            >>> stats["GET /item{region=eu}"].count
+            2
+        """
+        bot_tags = self._runtime.bot_tags
+        outer = bot_tags.get(self.id)
+        bot_tags[self.id] = {**outer, **tags} if outer else dict(tags)
+        try:
+            yield
+        finally:
+            if outer is None:
+                bot_tags.pop(self.id, None)
+            else:
+                bot_tags[self.id] = outer
+
+    def record(
+        self,
+        name: str,
+        seconds: float,
+        *,
+        failed: bool = False,
+        tags: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record a measurement taken elsewhere (with `tags`, as `measure` has them).
 
         Example:
             >>> import trio, trio_bots
@@ -547,6 +600,8 @@ class Bot:
             >>> trio.run(trio_bots.swarm, worker, 2).stats["server-side"].max
             0.012
         """
+        if tags is not None or self._runtime.bot_tags:
+            name = self._tag_key(name, tags)
         recorder = self._runtime.recorder
         if failed:
             recorder.record_failure(name, "Failed", "recorded as failed", self.id)

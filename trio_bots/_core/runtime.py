@@ -38,6 +38,7 @@ from typing import Any, Protocol
 import anyio
 
 from ..metrics import Recorder
+from ..metrics._tags import TagKeys
 
 logger = logging.getLogger("trio_bots")
 
@@ -138,6 +139,8 @@ class Runtime:
         start_time: the clock at the run's start.
         started_wall: ``time.time()`` at the run's start.
         recorder: the run's `trio_bots.metrics.Recorder`.
+        tag_keys: the recorder keys of tagged measurements (``name{k=v}``), capped per name.
+        bot_tags: the tags of each bot inside ``with bot.tagged(...)``, by bot id.
         request_timeout: the ``request_timeout`` option, read on every `measure`.
         stopping: the Event of the graceful stop of the whole run.
         per_bot_stops: True when bots can be stopped one by one (each gets its own
@@ -159,6 +162,8 @@ class Runtime:
         self.start_time = self.clock()
         self.started_wall = time.time()
         self.recorder = Recorder(self.start_time)
+        self.tag_keys = TagKeys(self.warn)
+        self.bot_tags: dict[int, Mapping[str, Any]] = {}
         self.request_timeout: float | None = options["request_timeout"]
         self.stopping: Any = backend.event()
         self.per_bot_stops = False

@@ -32,6 +32,7 @@ from ._hdr import (
     to_seconds,
     to_us,
 )
+from ._tags import contains, parse_tags, split_key
 
 
 class Stats:
@@ -154,6 +155,10 @@ class Stats:
 class StatsMap(Mapping[str, Stats]):
     """`Stats` per name, plus `total` over the request (not fan-out) names.
 
+    A tagged name (``bot.measure(name, tags=...)``) is one entry here, every
+    tag set of it aggregated; `tagged` gives each tag set's `Stats`, and
+    ``stats["name{key=value}"]`` every tag set that holds those pairs.
+
     Example:
         >>> from trio_bots.metrics import Recorder
         >>> rec = Recorder(0.0)
@@ -166,27 +171,78 @@ class StatsMap(Mapping[str, Stats]):
     def __init__(self, stats: Mapping[str, Stats], active_seconds: float = 0.0) -> None:
         self._stats = dict(stats)
         self._active_seconds = active_seconds
+        #: name -> {tag text: its Stats}, for the names recorded with tags ("" untagged).
+        self._tag_sets: dict[str, dict[str, Stats]] = {}
+        self._names: dict[str, Stats] = self._stats
+        if any(key.endswith("}") for key in self._stats):
+            for key in self._stats:
+                name, text = split_key(key)
+                if text:
+                    self._tag_sets.setdefault(name, {})
+            if self._tag_sets:
+                self._names = {}
+                for key, entry in self._stats.items():
+                    name, text = split_key(key)
+                    if name in self._tag_sets:
+                        self._tag_sets[name][text] = entry
+                        self._names.setdefault(name, entry)  # replaced by the aggregate below
+                    else:
+                        self._names[key] = entry
+                for name, sets in self._tag_sets.items():
+                    self._names[name] = self._combine(name, list(sets.values()))
 
     def __getitem__(self, name: str) -> Stats:
-        try:
-            return self._stats[name]
-        except KeyError:
-            known = ", ".join(map(repr, sorted(self._stats))) or "none"
-            raise KeyError(f"no stats recorded under {name!r}; known names: {known}") from None
+        entry = self._names.get(name)
+        if entry is not None:
+            return entry
+        base, text = split_key(name)
+        if text and base in self._names:
+            return self.select(base, parse_tags(text))
+        known = ", ".join(map(repr, sorted(self._names))) or "none"
+        raise KeyError(f"no stats recorded under {name!r}; known names: {known}")
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._stats)
+        return iter(self._names)
 
     def __len__(self) -> int:
-        return len(self._stats)
+        return len(self._names)
 
     def __repr__(self) -> str:
-        return f"StatsMap({sorted(self._stats)!r})"
+        return f"StatsMap({sorted(self._names)!r})"
+
+    def tagged(self, name: str) -> dict[str, Stats]:
+        """Each tag set's `Stats` of `name`, by tag text (``"region=eu"``; ``""`` for
+        what was recorded without tags, ``"other"`` for the fold past 100 sets).
+
+        Example:
+            >>> from trio_bots.metrics import Recorder
+            >>> rec = Recorder(0.0)
+            >>> rec.record("get{region=eu}", 1000); rec.record("get{region=us}", 3000)
+            >>> stats = stats_from_snapshot(rec.snapshot(1.0, bots_running=0, active_seconds=1.0))
+            >>> {text: s.count for text, s in stats.tagged("get").items()}, stats["get"].count
+            ({'region=eu': 1, 'region=us': 1}, 2)
+            >>> stats["get{region=us}"].max, stats.tagged("other name")
+            (0.003, {})
+        """
+        return dict(self._tag_sets.get(name, {}))
+
+    def select(self, name: str, tags: Mapping[str, str]) -> Stats:
+        """Every tag set of `name` that holds all of `tags`, aggregated.
+
+        Raises:
+            KeyError: `name` was never recorded.
+        """
+        if name not in self._names:
+            raise KeyError(f"no stats recorded under {name!r}")
+        sets = self._tag_sets.get(name, {"": self._names[name]})
+        parts = [s for text, s in sets.items() if contains(text, tags)]
+        kind = self._names[name].kind
+        return self._combine(name, parts, kind=kind)
 
     @cached_property
     def total(self) -> Stats:
         """Every request name aggregated; fan-out names are left out."""
-        return self.combine("total", [n for n, s in self._stats.items() if s.kind == "request"])
+        return self._combine("total", [s for s in self._stats.values() if s.kind == "request"])
 
     def combine(self, name: str, names: Iterable[str], *, kind: str = "request") -> Stats:
         """The named entries aggregated exactly into one `Stats` called *name*.
@@ -206,7 +262,12 @@ class StatsMap(Mapping[str, Stats]):
             >>> both.count, both.min, both.max, both.kind
             (2, 0.001, 0.003, 'fanout')
         """
-        parts = [self[n] for n in names]
+        return self._combine(name, [self[n] for n in names], kind=kind)
+
+    def _combine(self, name: str, parts: list[Stats], *, kind: str | None = None) -> Stats:
+        if kind is None:
+            kinds = {s.kind for s in parts}
+            kind = "request" if "request" in kinds or not parts else parts[0].kind
         low = high = NAN
         for s in parts:
             low, high = nan_min(low, s._low), nan_max(high, s._high)

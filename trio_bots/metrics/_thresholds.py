@@ -9,7 +9,7 @@ EBNF (whitespace may separate any two tokens)::
                | "mean" | "avg" | "min" | "max" | "median" | "med" | percentile ;
     percentile = "p", digits, [ ".", digits ] ;          (* 0 to 100 *)
     name       = bare | quoted ;
-    bare       = char - ( "(" | ")" | '"' | "'" | space ), { char - ( "(" | ")" | space ) } ;
+    bare       = char - ( ")" | '"' | "'" | space ), { char - ")" } ;  (* trailing spaces dropped *)
     quoted     = '"', { char - ( '"' | "\\" ) | "\\", char }, '"'
                | "'", { char - ( "'" | "\\" ) | "\\", char }, "'" ;
     operator   = "<" | "<=" | ">" | ">=" | "==" ;
@@ -18,6 +18,9 @@ EBNF (whitespace may separate any two tokens)::
     unit       = "us" | "µs" | "μs" | "ms" | "s" | "%" ;
     digits     = digit, { digit } ;
 
+An unquoted name runs to its closing ``)``, so it may hold spaces; a
+trailing ``{key=value,...}`` selects every tag set of the name that holds
+those pairs (``p99(GET /item{region=eu}) < 80ms``, see `StatsMap.select`).
 Metric words and units are case-insensitive. Latency metrics (mean,
 min, max, percentiles) take ``us``/``µs``/``ms``/``s``, and a bare
 number means seconds. ``failure_rate`` takes ``%`` or a bare fraction
@@ -183,9 +186,9 @@ def _name(expr: str, i: int, tokens: list[_Token]) -> int:
             raise _fail(expr, start, f"a closing {quote} for this name", "the end")
         tokens.append(_Token("name", "".join(chars), start))
         return i + 1
-    while i < n and expr[i] not in "()" and not expr[i].isspace():
+    while i < n and expr[i] != ")":  # a bare name runs to its closing ")": spaces allowed
         i += 1
-    tokens.append(_Token("name", expr[start:i], start))
+    tokens.append(_Token("name", expr[start:i].rstrip(), start))
     return i
 
 
