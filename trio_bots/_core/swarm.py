@@ -17,7 +17,7 @@ import signal
 import threading
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from typing import Any
 
 import anyio
@@ -28,9 +28,10 @@ from .backend import current_backend
 from .bot import Bot, enter_bot_task
 from .load import make_load
 from .messaging import Messaging
-from .options import preflight_fds, validate_options
+from .options import check_backend, preflight_fds, validate_options
 from .result import BotFailure, SwarmResult, SwarmStatistics
 from .runtime import BotState, Runtime, Tick
+from .scheduler import seeded_scheduler
 
 Worker = Callable[[Bot], Awaitable[Any]]
 
@@ -546,18 +547,26 @@ async def _open(
                 f"this swarm runs in thread {threading.current_thread().name!r}; run the event "
                 "loop on the main thread, or leave handle_sigint=False"
             )
+        backend = current_backend()
+        check_backend(options, backend.name)
         preflight_fds(size, options)
-        swarm = Swarm(worker, Runtime(options, current_backend(), size=size))
+        seed, network = options["seed"], options["network"]
+        if network is not None:
+            network.reseed(seed)
+        swarm = Swarm(worker, Runtime(options, backend, size=size))
     except BaseException:
         close_unstarted(awaitables)
         raise
     error: BaseException | None = None
+    # A seeded swarm on trio replays the same order of tasks (see `scheduler`).
+    replay = seeded_scheduler(seed) if seed is not None and backend.is_trio else nullcontext()
     try:
-        async with swarm._backend.open_task_group() as task_group:
-            swarm._begin(task_group, cancel_after)
-            yield swarm
-            await swarm._done.wait()
-            task_group.cancel_scope.cancel()
+        with replay:
+            async with swarm._backend.open_task_group() as task_group:
+                swarm._begin(task_group, cancel_after)
+                yield swarm
+                await swarm._done.wait()
+                task_group.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         error = _unwrap(group)
         if error is group:
