@@ -12,6 +12,7 @@ import struct
 from collections import Counter, defaultdict
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 from _services import EXAMPLES  # noqa: F401  (puts examples/ on sys.path)
@@ -251,3 +252,26 @@ def test_every_game_replays_from_its_seed() -> None:
         by_seed[seed].append(run(seed))
     assert by_seed[4][0] == by_seed[4][1]
     assert by_seed[4][0] != by_seed[5][0]
+
+
+# The example of docs/testing.md, "With pytest-trio": the same code.
+@pytest.mark.trio
+async def test_the_docs_pytest_trio_example(autojump_clock: Any, swarm_runner: Any) -> None:
+    async def echo(stream: SimulatedStream) -> None:
+        async for data in stream:
+            await stream.send_all(data)
+
+    async def worker(bot: trio_bots.Bot) -> None:
+        stream = await bot.connect_tcp("echo.test", 7)
+        for _ in range(10):
+            async with bot.measure("echo"):
+                await stream.send_all(b"ping")
+                assert await stream.receive_some() == b"ping"
+            await trio.sleep(60)  # a minute between two pings: virtual, so free
+
+    net = Network(latency=0.05)
+    with trio.fail_after(3600):
+        async with net.serve(echo, "echo.test", 7):
+            result = await swarm_runner(worker, 20, network=net, thresholds=["p99(echo) < 101ms"])
+    assert result.stats["echo"].count == 200
+    assert result.duration >= 600  # ten virtual minutes

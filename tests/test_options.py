@@ -248,6 +248,8 @@ def test_run_has_one_flag_per_declared_option() -> None:
         "threshold",
         "host_check",
         "backend",
+        "serve",
+        "virtual_time",
         "json_file",
         "csv_prefix",
         "html_file",
