@@ -56,6 +56,7 @@ BAD_VALUES: dict[str, tuple[Any, str]] = {
     "seed": (object(), "seed must be an int or a string"),
     "host": (8080, "host must be a string such as '127.0.0.1:8080', got 8080"),
     "factory": (3, "factory must be callable as factory(worker, size=N), got 3"),
+    "network": (3, "network must be an object such as trio_bots.testing.Network()"),
     "handle_sigint": ("no", "handle_sigint must be True or False, got 'no'"),
 }
 
@@ -73,6 +74,7 @@ def test_every_option_is_declared_once_with_a_flag_or_a_reason() -> None:
     assert python_only == {
         "data_mode": "given as --data FILE:MODE",
         "factory": "a callable",
+        "network": "an object: `trio-bots run --serve` makes one",
         "handle_sigint": "the command always handles signals",
     }
     with pytest.raises(TypeError, match="flag= or no_flag="):
@@ -250,6 +252,8 @@ def test_run_has_one_flag_per_declared_option() -> None:
         "threshold",
         "host_check",
         "backend",
+        "serve",
+        "virtual_time",
         "json_file",
         "csv_prefix",
         "html_file",

@@ -231,7 +231,9 @@ class Bot:
         Returns a `trio.SocketStream` (a `trio.SSLStream` with ``tls=True``,
         the handshake already done) on trio; an adapter with ``send_all``,
         ``receive_some`` and ``aclose`` on asyncio. TLS verifies the server by
-        default; pass ``ssl_context`` to trust other certificates.
+        default; pass ``ssl_context`` to trust other certificates. With the
+        ``network`` option (`trio_bots.testing.Network`), the stream is a
+        simulated one to the handler served there, and no socket is opened.
 
         Raises:
             ConnectError: naming host and port; the OS error is the ``__cause__``.
@@ -253,7 +255,12 @@ class Bot:
             SocketStream b'PING\\n'
         """
         stream = await transport.connect_tcp(
-            host, port, tls=tls, ssl_context=ssl_context, server_hostname=server_hostname
+            host,
+            port,
+            tls=tls,
+            ssl_context=ssl_context,
+            server_hostname=server_hostname,
+            network=self._runtime.options["network"],
         )
         return self.own(stream)
 
@@ -274,7 +281,9 @@ class Bot:
             >>> trio.run(main)
             b'ping'
         """
-        return self.own(await transport.connect_udp(host, port))  # type: ignore[no-any-return]
+        network = self._runtime.options["network"]
+        udp = await transport.connect_udp(host, port, network=network)
+        return self.own(udp)  # type: ignore[no-any-return]
 
     async def open_tcp_listener(self, port: int = 0, host: str = "127.0.0.1") -> Any:
         """A TCP listener owned by this bot, for bots that act as servers.
@@ -294,7 +303,8 @@ class Bot:
             >>> _ = trio.run(trio_bots.swarm, worker, 2)
             server got b'hello'
         """
-        return self.own(await transport.open_tcp_listener(port, host))
+        network = self._runtime.options["network"]
+        return self.own(await transport.open_tcp_listener(port, host, network=network))
 
     # -- groups and messages
 

@@ -272,3 +272,23 @@ class DataSource(Check):
 
     def describe(self) -> str:
         return "a .csv/.jsonl path (\"FILE:MODE\"), a list or an iterable"
+
+
+@dataclass(frozen=True)
+class Implements(Check):
+    """An object with the methods `methods`, such as `example` makes (duck-typed)."""
+
+    methods: tuple[str, ...]
+    example: str
+
+    def __call__(self, name: str, value: Any) -> Any:
+        missing = [m for m in self.methods if not callable(getattr(value, m, None))]
+        if missing:
+            raise ConfigError(
+                f"{name} must be an object such as {self.example} (with "
+                f"{', '.join(self.methods)}), got {value!r}, which has no {', '.join(missing)}"
+            )
+        return value
+
+    def describe(self) -> str:
+        return self.example

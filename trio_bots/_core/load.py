@@ -254,11 +254,12 @@ class ClosedModel(Driver):
         runtime.per_bot_stops = self.stages is not None
         #: Live bots not retiring, oldest first.
         self.active: list[BotState] = []
-        self.retiring: set[BotState] = set()
+        #: Bots told to stop, in the order they were (a dict: a set would iterate by address).
+        self.retiring: dict[BotState, None] = {}
 
     def bot_ended(self, bot: BotState) -> None:
         if bot in self.retiring:
-            self.retiring.discard(bot)
+            del self.retiring[bot]
         else:
             self.active.remove(bot)
 
@@ -272,7 +273,7 @@ class ClosedModel(Driver):
 
     def _retire(self) -> None:
         bot = self.active.pop()
-        self.retiring.add(bot)
+        self.retiring[bot] = None
         self.runtime.stopping_event(bot).set()
         self.control.start_soon(self._cancel_after_grace, bot, name="trio_bots retire")
 

@@ -297,7 +297,7 @@ class Messaging:
         self._barriers: dict[tuple[Hashable, Hashable | None], _Barrier] = {}
         self._barriers_by_group: dict[Hashable | None, list[_Barrier]] = {}
         #: Barriers that were complete while a started bot had not begun to run.
-        self._deferred: set[_Barrier] = set()
+        self._deferred: dict[_Barrier, None] = {}  # in deferral order, not by address
         #: sender id -> inboxes whose blocked receive waits on that sender alone.
         self._waiting_on: dict[int, set[Inbox]] = {}
         self._fanout_names: dict[Hashable | None, str] = {None: "direct"}
@@ -648,7 +648,7 @@ class Messaging:
             # A bot that started with this one has not run yet: it may be about to join
             # the group (join, then barrier, is the natural pattern). Release once every
             # started bot has reached its first checkpoint.
-            self._deferred.add(barrier)
+            self._deferred[barrier] = None
             return False
         barrier.event.set()
         barrier.event = self.backend.event()
@@ -665,6 +665,6 @@ class Messaging:
 
     async def _recheck_deferred(self) -> None:
         # Runs after the bot that began has yielded: only one task runs at a time.
-        deferred, self._deferred = self._deferred, set()
+        deferred, self._deferred = self._deferred, {}
         for barrier in deferred:
             self._release_if_complete(barrier)

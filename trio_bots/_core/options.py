@@ -45,6 +45,7 @@ from .checks import (
     Choice,
     DataSource,
     Function,
+    Implements,
     Integer,
     Number,
     Rate,
@@ -377,6 +378,14 @@ OPTIONS: tuple[OptionSpec, ...] = (
         no_flag="a callable",
     ),
     OptionSpec(
+        "network",
+        None,
+        Implements(("connect_tcp", "reseed"), "trio_bots.testing.Network()"),
+        "simulation mode (trio only): `bot.connect_tcp` goes over this simulated network, "
+        "never a real socket; see docs/testing.md",
+        no_flag="an object: `trio-bots run --serve` makes one",
+    ),
+    OptionSpec(
         "handle_sigint",
         False,
         Boolean(),
@@ -481,6 +490,25 @@ def check_combinations(size: int, options: Mapping[str, Any], spell: Spelling) -
         )
 
 
+def check_backend(options: Mapping[str, Any], backend: str) -> None:
+    """The rules about the event loop, checked as the swarm starts in it.
+
+    Raises:
+        ConfigError: ``network=`` on a loop other than trio.
+
+    Example:
+        >>> check_backend({**DEFAULTS, "network": object()}, "asyncio")
+        Traceback (most recent call last):
+        ...
+        trio_bots.ConfigError: network= (simulation mode) needs trio, but this swarm runs on asyncio; run it with trio.run(...) or anyio.run(..., backend="trio")
+    """  # noqa: E501
+    if options["network"] is not None and backend != "trio":
+        raise ConfigError(
+            f"network= (simulation mode) needs trio, but this swarm runs on {backend}; "
+            'run it with trio.run(...) or anyio.run(..., backend="trio")'
+        )
+
+
 def validate_options(
     size: Any, options: Mapping[str, Any], *, spell: Spelling = python_spelling
 ) -> dict[str, Any]:
@@ -533,8 +561,8 @@ def preflight_fds(size: int, options: Mapping[str, Any]) -> None:
     even the hard limit is too low.
     """
     per_bot = options["sockets_per_bot"]
-    if not per_bot:
-        return
+    if not per_bot or options["network"] is not None:
+        return  # a simulated network opens no file descriptors
     needed = peak_bots(size, options) * per_bot + FD_HEADROOM
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or needed <= soft:

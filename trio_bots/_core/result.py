@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -210,10 +211,19 @@ class SwarmResult:
         }
 
 
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
 def plain(value: Any) -> Any:
-    """An option's value as JSON-ready plain data (repr for anything else)."""
+    """An option's value as JSON-ready plain data: repr for anything else, without
+    memory addresses, so that a replayed run prints the same report.
+
+    Example:
+        >>> plain((1, "a")), plain(plain)
+        ([1, 'a'], '<function plain>')
+    """
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
-    return repr(value)
+    return _ADDRESS.sub("", repr(value))

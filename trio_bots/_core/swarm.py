@@ -17,7 +17,7 @@ import signal
 import threading
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from typing import Any
 
 import anyio
@@ -29,9 +29,10 @@ from .bot import Bot, enter_bot_task
 from .data import feeder_for_run
 from .load import make_load
 from .messaging import Messaging
-from .options import preflight_fds, validate_options
+from .options import check_backend, preflight_fds, validate_options
 from .result import BotFailure, SwarmResult, SwarmStatistics
 from .runtime import BotState, Runtime, Tick
+from .scheduler import seeded_scheduler
 
 Worker = Callable[[Bot], Awaitable[Any]]
 
@@ -540,6 +541,7 @@ async def _open(
     *,
     cancel_after: float | None,
 ) -> AsyncIterator[Swarm]:
+    runtime: Runtime | None = None
     try:
         if options["handle_sigint"] and threading.current_thread() is not threading.main_thread():
             raise ConfigError(
@@ -547,20 +549,30 @@ async def _open(
                 f"this swarm runs in thread {threading.current_thread().name!r}; run the event "
                 "loop on the main thread, or leave handle_sigint=False"
             )
+        backend = current_backend()
+        check_backend(options, backend.name)
         preflight_fds(size, options)
-        runtime = Runtime(options, current_backend(), size=size)
+        seed, network = options["seed"], options["network"]
+        if network is not None:
+            network.reseed(seed)
+        runtime = Runtime(options, backend, size=size)
         runtime.data = feeder_for_run(size, options)
         swarm = Swarm(worker, runtime)
     except BaseException:
         close_unstarted(awaitables)
+        if runtime is not None and runtime.data is not None:
+            runtime.data.close()
         raise
     error: BaseException | None = None
+    # A seeded swarm on trio replays the same order of tasks (see `scheduler`).
+    replay = seeded_scheduler(seed) if seed is not None and backend.is_trio else nullcontext()
     try:
-        async with swarm._backend.open_task_group() as task_group:
-            swarm._begin(task_group, cancel_after)
-            yield swarm
-            await swarm._done.wait()
-            task_group.cancel_scope.cancel()
+        with replay:
+            async with swarm._backend.open_task_group() as task_group:
+                swarm._begin(task_group, cancel_after)
+                yield swarm
+                await swarm._done.wait()
+                task_group.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         error = _unwrap(group)
         if error is group:

@@ -21,16 +21,42 @@ from __future__ import annotations
 
 import socket
 import ssl
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import anyio.abc
 import trio
 
-from .._errors import ConnectError
+from .._errors import ConfigError, ConnectError
 from .backend import current_backend
 
 _RECEIVE_SIZE = 65536
+
+
+class SimulatedNetwork(Protocol):
+    """What the ``network`` option takes: a simulated network that bots connect over.
+
+    `trio_bots.testing.Network` is one. With ``network=``, `connect_tcp` asks
+    it for the stream and never opens a socket; UDP and listeners refuse.
+    """
+
+    async def connect_tcp(self, host: str, port: int) -> Any:
+        """A trio stream to whatever the network serves at (host, port).
+
+        Raises:
+            ConnectError: nothing serves that address.
+        """
+
+    def reseed(self, seed: int | str | None) -> None:
+        """Called as each swarm starts, with its ``seed``: start the jitter afresh."""
+
+
+def _no_sockets(what: str, network: Any) -> ConfigError:
+    return ConfigError(
+        f"{what} does not go over the simulated network (network={network!r}), and with "
+        "network= nothing falls back to a real socket; use bot.connect_tcp, or run "
+        "without network="
+    )
 
 
 def _reason(exc: BaseException) -> str:
@@ -48,11 +74,13 @@ async def connect_tcp(
     tls: bool = False,
     ssl_context: ssl.SSLContext | None = None,
     server_hostname: str | None = None,
+    network: SimulatedNetwork | None = None,
 ) -> Any:
     """Open a TCP connection with TCP_NODELAY, and do the TLS handshake when asked.
 
     Returns a `trio.SocketStream` (or `trio.SSLStream`) on trio, an
-    `AsyncioStream` elsewhere.
+    `AsyncioStream` elsewhere. With a `network`, the stream comes from it
+    (trio only), and TLS runs over that stream.
 
     Raises:
         ConnectError: naming host and port, with the OS or TLS error as ``__cause__``.
@@ -61,11 +89,14 @@ async def connect_tcp(
         tls = True
     if tls and ssl_context is None:
         ssl_context = ssl.create_default_context()
-    if current_backend().is_trio:
-        try:
-            stream: Any = await trio.open_tcp_stream(host, port)
-        except (OSError, BaseExceptionGroup) as exc:
-            raise ConnectError(f"cannot connect to {host}:{port}: {_reason(exc)}") from exc
+    if network is not None or current_backend().is_trio:
+        if network is not None:
+            stream: Any = await network.connect_tcp(host, port)
+        else:
+            try:
+                stream = await trio.open_tcp_stream(host, port)
+            except (OSError, BaseExceptionGroup) as exc:
+                raise ConnectError(f"cannot connect to {host}:{port}: {_reason(exc)}") from exc
         if not tls:
             return stream
         assert ssl_context is not None
@@ -225,12 +256,17 @@ class UDPConnection:
             await self._anyio.aclose()
 
 
-async def connect_udp(host: str, port: int) -> UDPConnection:
+async def connect_udp(
+    host: str, port: int, *, network: SimulatedNetwork | None = None
+) -> UDPConnection:
     """A UDP socket connected to (host, port).
 
     Raises:
         ConnectError: when the address cannot be resolved or used.
+        ConfigError: with a `network`: UDP is not simulated.
     """
+    if network is not None:
+        raise _no_sockets("UDP (bot.connect_udp)", network)
     try:
         if current_backend().is_trio:
             infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
@@ -270,11 +306,18 @@ class AsyncioListener:
         await self._listener.aclose()
 
 
-async def open_tcp_listener(port: int = 0, host: str = "127.0.0.1") -> Any:
+async def open_tcp_listener(
+    port: int = 0, host: str = "127.0.0.1", *, network: SimulatedNetwork | None = None
+) -> Any:
     """A TCP listener on (host, port); port 0 picks a free one.
 
     Read the port back with ``listener.socket.getsockname()[1]``.
+
+    Raises:
+        ConfigError: with a `network`: serve with ``net.serve`` instead.
     """
+    if network is not None:
+        raise _no_sockets("a TCP listener (bot.open_tcp_listener; serve with net.serve)", network)
     try:
         if current_backend().is_trio:
             listeners: list[Any] = await trio.open_tcp_listeners(port, host=host)

@@ -50,12 +50,14 @@ from ._run import (
     Flags,
     check_host,
     check_outputs,
+    check_simulation,
     execute,
     plan_run,
     report,
 )
 
 _OUT = "Reports and output"
+_SIM = "Simulation (an in-process server)"
 
 __all__ = ["app", "main"]
 
@@ -129,6 +131,24 @@ def run(
         bool, typer.Option(help="Check that --host HOST:PORT accepts a TCP connection first.")
     ] = True,
     backend: Annotated[BackendName, typer.Option(help="Event loop.")] = BackendName.trio,
+    serve: Annotated[
+        str | None,
+        typer.Option(
+            metavar="FILE.py:HANDLER|module:HANDLER",
+            help="Serve async def HANDLER(stream) in-process at --host (required), over a "
+            "simulated network: no real socket (see docs/testing.md).",
+            rich_help_panel=_SIM,
+        ),
+    ] = None,
+    virtual_time: Annotated[
+        bool,
+        typer.Option(
+            "--virtual-time",
+            help="With --serve: run on a virtual clock (trio's MockClock); --duration 10m ends "
+            "in seconds, and the report is in virtual seconds. Implies --no-live.",
+            rich_help_panel=_SIM,
+        ),
+    ] = False,
     json_file: Annotated[
         Path | None,
         typer.Option("--json", metavar="FILE", help="Write the JSON report.", rich_help_panel=_OUT),
@@ -191,7 +211,15 @@ def run(
     flags = Flags(bots=bots, options=swarm_flags)
     console = Console(highlight=False)
     try:
-        plan = plan_run(scenario, flags, threshold or [])
+        host = swarm_flags.get("host")
+        serving = check_simulation(serve, virtual_time, backend.value, host)
+        network = None
+        if serving is not None:
+            from ..testing import Network
+
+            network = Network()  # seed=None: the swarm's --seed seeds its jitter too
+        plan = plan_run(scenario, flags, threshold or [], network=network)
+        plan.serve, plan.virtual_time = serving, virtual_time
         plan.json_path, plan.csv_prefix, plan.html_path = check_outputs(
             json_file, csv_prefix, html_file
         )
@@ -199,10 +227,10 @@ def run(
         plan.quiet = quiet
         plan.debug = debug
         plan.fanout_detail = fanout_detail
-        plan.view = "off" if quiet else "plain" if no_live or not console.is_terminal else "live"
-        host = swarm_flags.get("host")
-        if host is not None and host_check:
-            check_host(host)
+        plain = no_live or virtual_time or not console.is_terminal
+        plan.view = "off" if quiet else "plain" if plain else "live"
+        if host is not None and host_check and serving is None:
+            check_host(host)  # an in-process server needs no check
         outcome = execute(plan, console)
         code = report(plan, outcome, console)
     except CliExit as stop:

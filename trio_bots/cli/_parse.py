@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import os
 import sys
 import traceback
@@ -91,6 +92,37 @@ def load_scenario(spec: str) -> Scenario:
         if not isinstance(key, str):
             raise ConfigError(f"scenario {target}: `options` keys must be strings, got {key!r}")
     return Scenario(f"{target}:{func}", worker, dict(options))
+
+
+def load_handler(spec: str) -> Any:
+    """Import ``--serve FILE.py:HANDLER`` or ``module:HANDLER``: an ``async def handler(stream)``.
+
+    HANDLER defaults to ``handler``.
+
+    Raises:
+        ConfigError: the module cannot be imported, or HANDLER is missing or not async.
+
+    Example:
+        >>> load_handler("no/such/server.py:handle")
+        Traceback (most recent call last):
+        ...
+        trio_bots.ConfigError: --serve: scenario file not found: no/such/server.py
+    """
+    target, sep, func = spec.rpartition(":")
+    if not (sep and func.isidentifier() and target):
+        target, func = spec, "handler"
+    try:
+        module = _import(target)
+    except ConfigError as exc:
+        raise ConfigError(f"--serve: {exc}") from exc
+    handler = getattr(module, func, None)
+    if handler is None or not inspect.iscoroutinefunction(handler):
+        found = "nothing" if handler is None else repr(handler)
+        raise ConfigError(
+            f"--serve {spec}: {target} must define a module-level `async def {func}(stream)`, "
+            f"found {found}"
+        )
+    return handler
 
 
 def _import(target: str) -> types.ModuleType:

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import socket
@@ -31,7 +32,7 @@ from .._core.parse import parse_host
 from .._errors import ConfigError, SwarmAborted
 from ._flags import flag_options, flag_spelling
 from ._live import ViewMode, watch_swarm
-from ._parse import load_scenario
+from ._parse import load_handler, load_scenario
 
 #: Exit codes (docs/cli.md); a signal exits 128 + its number (130, 143).
 EXIT_OK = 0
@@ -80,6 +81,10 @@ class Plan:
     debug: bool = False
     fanout_detail: bool = False
     planned: float | None = None
+    #: ``--serve``: (handler, host, port) served in-process over ``options["network"]``.
+    serve: tuple[Any, str, int] | None = None
+    #: ``--virtual-time``: the run's loop gets ``trio.testing.MockClock(autojump_threshold=0)``.
+    virtual_time: bool = False
 
 
 @dataclass
@@ -136,8 +141,11 @@ def _planned_length(options: Mapping[str, Any]) -> float | None:
     return None
 
 
-def plan_run(spec: str, flags: Flags, thresholds: list[str]) -> Plan:
-    """Parse every flag and threshold, import the scenario, validate the options."""
+def plan_run(spec: str, flags: Flags, thresholds: list[str], *, network: Any = None) -> Plan:
+    """Parse every flag and threshold, import the scenario, validate the options.
+
+    `network` (``--serve``) becomes the swarm's ``network`` option.
+    """
     try:
         if thresholds:
             from ..metrics._thresholds import parse_threshold
@@ -155,6 +163,8 @@ def plan_run(spec: str, flags: Flags, thresholds: list[str]) -> Plan:
             # With stages or an arrival rate the load shape starts the bots.
             size = 0 if options.get("stages") or options.get("rate") else 1
         options["handle_sigint"] = True
+        if network is not None:
+            options["network"] = network
         _check_worker(scenario.spec, scenario.worker, options)
         validated = validate_options(size, options, spell=flag_spelling)
         preflight_fds(size, validated)
@@ -181,6 +191,44 @@ def _check_worker(spec: str, worker: Any, options: Mapping[str, Any]) -> None:
                 f"scenario {spec}: {fn.__name__} must be an async function: "
                 f"write `async def {fn.__name__}(bot): ...`"
             )
+
+
+def check_simulation(
+    serve: str | None, virtual_time: bool, backend: str, host: str | None
+) -> tuple[Any, str, int] | None:
+    """``--serve`` and ``--virtual-time``: the handler and where to serve it, or None.
+
+    Raises:
+        CliExit: a usage error (exit 2): ``--virtual-time`` without ``--serve``,
+            ``--serve`` on asyncio or without ``--host HOST:PORT``, a handler
+            that cannot be imported.
+    """
+    if serve is None:
+        if virtual_time:
+            raise CliExit(
+                EXIT_USAGE,
+                "error: --virtual-time needs --serve FILE.py:HANDLER: only an in-process "
+                "server can run in virtual time",
+            )
+        return None
+    if backend != "trio":
+        raise CliExit(
+            EXIT_USAGE,
+            f"error: {'--serve and --virtual-time need' if virtual_time else '--serve needs'} "
+            f"the trio backend, not --backend {backend}: the simulated network is trio-only",
+        )
+    try:
+        if host is None:
+            raise ConfigError(
+                "--serve needs --host HOST:PORT: the address the handler is served at "
+                "and the bots connect to"
+            )
+        name, port = parse_host(host, "--host")
+        if port is None:
+            raise ConfigError(f"--serve needs --host HOST:PORT with a port, got {host!r}")
+        return load_handler(serve), name, port
+    except ConfigError as exc:
+        raise CliExit(EXIT_USAGE, f"error: {exc}", exc) from None
 
 
 def check_outputs(
@@ -232,8 +280,13 @@ def check_host(text: str) -> None:
 
 def execute(plan: Plan, console: Console) -> Outcome:
     """Run the swarm in its own event loop and return what it produced."""
+    options: dict[str, Any] = {}
+    if plan.virtual_time:
+        import trio.testing
+
+        options["clock"] = trio.testing.MockClock(autojump_threshold=0)
     try:
-        return anyio.run(_drive, plan, console, backend=plan.backend)
+        return anyio.run(_drive, plan, console, backend=plan.backend, backend_options=options)
     except ConfigError as exc:  # an option the engine refused after all
         raise CliExit(EXIT_USAGE, f"error: {exc}", exc) from None
 
@@ -244,7 +297,11 @@ async def _drive(plan: Plan, console: Console) -> Outcome:
     running: Any = None
     aborted: SwarmAborted | None = None
     failed: Exception | None = None
-    async with anyio.create_task_group() as task_group:
+    async with contextlib.AsyncExitStack() as stack:
+        if plan.serve is not None:
+            handler, host, port = plan.serve
+            await stack.enter_async_context(plan.options["network"].serve(handler, host, port))
+        task_group = await stack.enter_async_context(anyio.create_task_group())
         try:
             async with open_swarm(plan.worker, plan.size, **plan.options) as running:
                 task_group.start_soon(watch_swarm, running, console, plan.view, plan.planned)
