@@ -52,6 +52,10 @@ BAD_VALUES: dict[str, tuple[Any, str]] = {
     "sockets_per_bot": (-1, "sockets_per_bot must be >= 0, got -1"),
     "seed": (object(), "seed must be an int or a string"),
     "host": (8080, "host must be a string such as '127.0.0.1:8080', got 8080"),
+    "processes": (0, 'processes must be a number of processes >= 1 or "auto" (one per CPU)'),
+    "ray": (2, "ray must be a string such as 'auto', got 2"),
+    "shard_align": (0, "shard_align must be >= 1, got 0"),
+    "strict_groups": ("yes", "strict_groups must be True or False, got 'yes'"),
     "factory": (3, "factory must be callable as factory(worker, size=N), got 3"),
     "handle_sigint": ("no", "handle_sigint must be True or False, got 'no'"),
 }
