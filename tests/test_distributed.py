@@ -212,3 +212,11 @@ def test_a_second_signal_cancels_at_once(tmp_path: Path) -> None:
     data = json.loads(report.read_text())
     assert all(gone(row["pid"]) for row in data["shards"])
     assert data["run"]["bots_started"] == 6
+
+
+@pytest.mark.slow
+def test_a_silent_shard_is_lost_after_the_heartbeat() -> None:
+    started = time.monotonic()
+    with pytest.raises(SwarmAborted, match=r"shard 1 \(pid \d+\) sent no snapshot for 5 s"):
+        run(shards.hang_shard_1, 6, processes=2, duration=30, stop_grace=0.5)
+    assert time.monotonic() - started < 15

@@ -64,3 +64,15 @@ def generator_factory(worker, *, size):
 async def stubborn(bot):
     """Ignores bot.stopping: only cancellation ends it."""
     await trio.sleep_forever()
+
+
+async def hang_shard_1(bot):
+    """Shard 1 blocks its whole event loop (no ticks) for 8 s: the heartbeat notices."""
+    import time
+
+    async with bot.measure("before"):
+        await trio.lowlevel.checkpoint()
+    if bot.id == 3:
+        await trio.sleep(1.2)
+        time.sleep(8)  # noqa: ASYNC251 - blocking the loop is the point
+    await bot.stopping.wait()
