@@ -54,6 +54,8 @@ def test_serve_skips_the_host_check_and_uses_no_real_server() -> None:
          "must define a module-level `async def nope(stream)`"),
         (["--serve", "missing.py:handler", "--host", "sim.test:7"],
          "--serve: scenario file not found: missing.py"),
+        ([*SERVE, "--host", "sim.test:7", "--virtual-time", "--processes", "2"],
+         "cannot be combined with --processes"),
     ],
 )  # fmt: skip
 def test_simulation_usage_errors_exit_2(args: list[str], message: str) -> None:

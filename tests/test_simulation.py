@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import os
@@ -346,3 +347,11 @@ def test_a_seeded_swarm_reseeds_the_scheduler_at_every_start() -> None:
     first, second = virtual(main)
     assert first == second
     assert first != sorted(first)  # the scheduler shuffled: the order is the seed's
+
+
+def test_a_simulated_network_cannot_be_spread_over_processes() -> None:
+    async def worker(bot: trio_bots.Bot) -> None:
+        pass
+
+    with pytest.raises(trio_bots.ConfigError, match=r"simulated network .* processes="):
+        trio.run(functools.partial(trio_bots.swarm, worker, 2, network=Network(), processes=2))

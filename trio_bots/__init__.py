@@ -28,8 +28,6 @@ from ._core.result import SwarmResult as SwarmResult
 from ._core.result import SwarmStatistics as SwarmStatistics
 from ._core.runtime import Tick as Tick
 from ._core.swarm import Swarm as Swarm
-from ._core.swarm import open_swarm as open_swarm
-from ._core.swarm import swarm as swarm
 from ._core.transport import UDPConnection as UDPConnection
 from ._errors import BotGone as BotGone
 from ._errors import ConfigError as ConfigError
@@ -44,6 +42,8 @@ from ._seed import create as create
 from ._seed import run_tasks as run_tasks
 from ._seed import start as start
 from ._util import fixup_module_metadata
+from .distributed._front import open_swarm as open_swarm
+from .distributed._front import swarm as swarm
 from .metrics import FailureGroup as FailureGroup
 from .metrics import Stats as Stats
 from .metrics import StatsMap as StatsMap

@@ -292,3 +292,31 @@ class Implements(Check):
 
     def describe(self) -> str:
         return self.example
+
+
+def cpus() -> int:
+    """The CPUs this process may run on: what ``processes="auto"`` means.
+
+    Example:
+        >>> cpus() >= 1
+        True
+    """
+    return len(os.sched_getaffinity(0))
+
+
+@dataclass(frozen=True)
+class Processes(Check):
+    """A number of shard processes >= 1, or ``"auto"``: one per CPU this process may use."""
+
+    def __call__(self, name: str, value: Any) -> int:
+        if value == "auto":
+            return cpus()
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(
+                f"{name} must be a number of processes >= 1 or \"auto\" (one per CPU), "
+                f"got {value!r}"
+            )
+        return value
+
+    def describe(self) -> str:
+        return 'int >= 1, or "auto" (one per CPU)'

@@ -521,7 +521,9 @@ def needed_records(size: int, options: Mapping[str, Any]) -> int | None:
     return peak_bots(size, options)
 
 
-def feeder_for_run(size: int, options: Mapping[str, Any]) -> Feeder | None:
+def feeder_for_run(
+    size: int, options: Mapping[str, Any], *, shard: int = 0, shards: int = 1
+) -> Feeder | None:
     """The run's `Feeder`, or None without ``data=``; checked against what the run needs.
 
     Raises:
@@ -531,8 +533,19 @@ def feeder_for_run(size: int, options: Mapping[str, Any]) -> Feeder | None:
     if options["data"] is None:
         return None
     feeder = open_feeder(
-        options["data"], mode=options["data_mode"], per=options["data_per"], seed=options["seed"]
+        options["data"],
+        mode=options["data_mode"],
+        per=options["data_per"],
+        seed=options["seed"],
+        shard=shard,
+        shards=shards,
     )
+    if shards > 1 and feeder.mode == "shuffle" and options["seed"] is None:
+        feeder.close()
+        raise ConfigError(
+            "data_mode='shuffle' over several shards needs seed=, so that every shard draws "
+            "the same permutation and no record is used twice; give seed=N"
+        )
     needed = needed_records(size, options)
     if feeder.mode in ("sequential", "shuffle") and feeder.count is not None and needed:
         if needed > feeder.count:

@@ -288,12 +288,15 @@ class ClosedModel(Driver):
         clock = runtime.clock
         start = runtime.start_time
         size = runtime.size
+        shard = runtime.shard
         try:
             if self.stages is None:
                 rate = self.spawn_rate
                 for index in range(size):
-                    if rate is not None and index:
-                        await anyio.sleep_until(start + index / rate)
+                    # the ramp keeps its timing over the whole run: bot i starts at i / rate
+                    order = shard.first_bot + index
+                    if rate is not None and order:
+                        await anyio.sleep_until(start + order / rate)
                         if stopping.is_set():
                             return
                     self._spawn()
@@ -303,7 +306,8 @@ class ClosedModel(Driver):
             stage_start = start
             level = float(size)
             for seconds, stage_target in self.stages:
-                target = round(stage_target)  # whole bots, or the ramp would oscillate
+                # whole bots, or the ramp would oscillate; this shard's share of them
+                target = shard.split(round(stage_target))
                 stage_end = stage_start + seconds
                 runtime.bots_target = target
                 while True:
@@ -362,15 +366,19 @@ class OpenModel(Driver):
             rate if isinstance(rate, list) else [(math.inf, float(rate))]
         )
         peak_rate = max(r for _, r in self.stages)
-        size = runtime.size
-        self.max_bots: int = options["max_bots"] if options["max_bots"] is not None else size
+        shard = runtime.shard
+        max_bots = options["max_bots"]
+        #: This shard's share of max_bots (of every bot started up front, by default).
+        self.max_bots: int = runtime.size if max_bots is None else shard.split(max_bots)
         if self.max_bots < 1:  # the options allow it, but a factory gave no awaitables
             raise ConfigError(
                 "the open model needs at least one bot, and the factory gave none: give "
                 "max_bots >= 1, or make the factory give awaitables"
             )
         max_queue = options["max_queue"]
-        self.max_queue: int = math.ceil(peak_rate) if max_queue is None else max_queue
+        self.max_queue: int = shard.split(
+            math.ceil(peak_rate) if max_queue is None else max_queue
+        )
         self.queue: collections.deque[float] = collections.deque()
         self.idle: collections.deque[_Waiter] = collections.deque()
         self.alive = 0
@@ -451,12 +459,16 @@ class OpenModel(Driver):
             for _ in range(min(runtime.size, self.max_bots)):
                 self._spawn()
             runtime.bots_target = self.max_bots
+            shard = runtime.shard
             stage_start = stage_end = start
             # A constant rate starts at full speed; rate stages ramp up from 0.
             level = self.stages[0][1] if len(self.stages) == 1 else 0.0
+            due = 0.0  # the arrivals due before this stage: one count across every stage
             for seconds, target in self.stages:
                 stage_end = min(stage_start + seconds, end)
-                for intended in _ArrivalTimes(stage_start, stage_end, level, target):
+                for arrival, intended in _ArrivalTimes(stage_start, stage_end, level, target, due):
+                    if not shard.takes_arrival(arrival):
+                        continue  # another shard's
                     if intended > clock():
                         await anyio.sleep_until(intended)
                     if self.done:
@@ -464,6 +476,7 @@ class OpenModel(Driver):
                     self._dispatch(intended)
                 if stage_end >= end:
                     break
+                due += (level + target) / 2 * seconds
                 stage_start, level = stage_end, target
             if not self.done:
                 await anyio.sleep_until(stage_end)
@@ -474,34 +487,39 @@ class OpenModel(Driver):
 
 
 class _ArrivalTimes:
-    """Intended arrival times for a rate that goes linearly from r0 to r1 over [t0, t1).
+    """Arrival numbers and intended times for a rate that goes linearly from r0 to r1
+    over [t0, t1), `due` arrivals having been due before t0.
 
-    The k-th time solves N(t) = k exactly, with N the integral of the rate.
+    Arrival k comes when N(t) = k exactly, with N the integral of the rate since the
+    run's start: one count across every stage, so that shard i of K can take the
+    arrivals where k ≡ i (mod K) and the shards together make exactly the rate.
     """
 
-    def __init__(self, t0: float, t1: float, r0: float, r1: float) -> None:
-        self.t0, self.t1, self.r0, self.r1 = t0, t1, r0, r1
+    def __init__(self, t0: float, t1: float, r0: float, r1: float, due: float = 0.0) -> None:
+        self.t0, self.t1, self.r0, self.r1, self.due = t0, t1, r0, r1, due
 
     def __iter__(self) -> Any:
         t0, t1, r0, r1 = self.t0, self.t1, self.r0, self.r1
         span = t1 - t0
         slope = 0.0 if math.isinf(span) or span <= 0 else (r1 - r0) / span
-        k = 0
+        due = self.due
+        k = max(0, math.ceil(due - 1e-9))  # a whole count due so far is not lost to rounding
         while True:
+            n = max(0.0, k - due)  # arrivals into this stage
             if slope == 0.0:
                 if r0 <= 0:
                     return
-                s = k / r0
+                s = n / r0
             else:
-                # r0*s + slope*s^2/2 = k
-                disc = r0 * r0 + 2 * slope * k
+                # r0*s + slope*s^2/2 = n
+                disc = r0 * r0 + 2 * slope * n
                 if disc < 0:
                     return
                 s = (math.sqrt(disc) - r0) / slope
             at = t0 + s
             if at >= t1:
                 return
-            yield at
+            yield k, at
             k += 1
 
 

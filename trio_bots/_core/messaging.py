@@ -103,7 +103,10 @@ class _SendBots(SendFilter):
 
     def targets(self, registry: Messaging, sender: int) -> Iterable[BotState]:
         live = registry.live
-        return [live[bot_id] for bot_id in self.ids if bot_id in live]
+        targets = [live[bot_id] for bot_id in self.ids if bot_id in live]
+        if len(targets) < len(self.ids) and registry.shard.distributed:
+            registry.count_remote(bot_id for bot_id in self.ids if bot_id not in live)
+        return targets
 
     def __repr__(self) -> str:
         return f"send_bots({list(self.ids)!r})"
@@ -260,7 +263,7 @@ class Inbox:
 class _Barrier:
     """One named barrier; `arrived` only ever holds current participants."""
 
-    __slots__ = ("arrived", "event", "group", "name", "parties")
+    __slots__ = ("arrived", "event", "group", "name", "parties", "reported")
 
     def __init__(
         self, backend: Backend, name: Hashable, group: Hashable | None, parties: int | None
@@ -270,6 +273,8 @@ class _Barrier:
         self.parties = parties
         self.arrived: set[int] = set()
         self.event = backend.event()
+        #: In a run over several shards: this generation was reported complete here.
+        self.reported = False
 
 
 # -- the registry ----------------------------------------------------------------------------
@@ -304,6 +309,16 @@ class Messaging:
         if self.fanout == "total":
             self._fanout_names[None] = "fanout"
         runtime.on_all_began(self._all_began)
+        self.shard = runtime.shard
+        #: The coordinator of the shards (global barriers, group reports), or None.
+        self.link = runtime.shard.link
+        if self.link is not None:
+            self.link.attach(self.release_global)
+
+    def count_remote(self, bot_ids: Iterable[int]) -> None:
+        """Count the ``send_bots`` ids that were skipped because another shard runs them."""
+        owns = self.shard.owns
+        self.runtime.cross_shard_skipped += sum(1 for bot_id in bot_ids if not owns(bot_id))
 
     # membership
 
@@ -315,6 +330,8 @@ class Messaging:
         members = self.members.get(group)
         if members is None:
             members = self.members[group] = {}
+            if self.link is not None:
+                self.link.new_group(group)
         members[bot.id] = bot
         bot.groups = bot.groups | {group}
         self.inbox(bot)
@@ -538,6 +555,12 @@ class Messaging:
             return None
 
     async def receive(self, bot: BotState, flt: RecvFilter) -> Message:
+        if flt.sender is not None and self.shard.distributed and not self.shard.owns(flt.sender):
+            raise ConfigError(
+                f"bot {bot.id} waits for a message from bot {flt.sender}, which runs in another "
+                f"shard: messages stay inside a shard. Give shard_align= so that the bots that "
+                f"talk run together, or run in one process"
+            )
         inbox = bot.inbox
         if inbox is None:
             inbox = self.inbox(bot)
@@ -650,10 +673,28 @@ class Messaging:
             # started bot has reached its first checkpoint.
             self._deferred[barrier] = None
             return False
+        if self.link is not None and barrier.group is None and barrier.parties is None:
+            # step() and barriers over every bot are global: the coordinator releases them
+            # once every shard's live bots wait (see release_global)
+            if not barrier.reported:
+                barrier.reported = True
+                self.link.barrier_complete(barrier.name)
+            return False
+        self._release(barrier)
+        return True
+
+    def _release(self, barrier: _Barrier) -> None:
         barrier.event.set()
         barrier.event = self.backend.event()
         barrier.arrived = set()
-        return True
+        barrier.reported = False
+
+    def release_global(self, name: Hashable) -> None:
+        """The coordinator of the shards says every shard waits at the global barrier
+        `name`: release this shard's generation of it."""
+        barrier = self._barriers.get((name, None))
+        if barrier is not None and barrier.reported:
+            self._release(barrier)
 
     def _all_began(self) -> None:
         """The last unbegun bot is running now: once it reaches its first checkpoint, the

@@ -48,6 +48,7 @@ from .checks import (
     Implements,
     Integer,
     Number,
+    Processes,
     Rate,
     Seed,
     Stages,
@@ -58,6 +59,7 @@ from .parse import (
     TextParser,
     parse_duration,
     parse_max_failures,
+    parse_processes,
     parse_rate,
     parse_stages,
     parse_target,
@@ -74,6 +76,7 @@ PANEL_LOAD = "Load shape"
 PANEL_RUN = "Run length and pacing"
 PANEL_FAILURES = "Failures and measuring"
 PANEL_DATA = "Test data and tracing"
+PANEL_SCALE = "Scale-out"
 
 
 @dataclass(frozen=True)
@@ -369,6 +372,46 @@ OPTIONS: tuple[OptionSpec, ...] = (
             parse=parse_target,
         ),
     ),
+    # scale-out (docs/scale-out.md)
+    OptionSpec(
+        "processes",
+        None,
+        Processes(),
+        "run the swarm as this many shards, one child process each (None: in this process)",
+        Flag(
+            "Run the swarm in N child processes (shards); auto: one per CPU.",
+            metavar="N|auto",
+            parse=parse_processes,
+            panel=PANEL_SCALE,
+        ),
+    ),
+    OptionSpec(
+        "ray",
+        None,
+        Text("auto"),
+        '`"auto"` (a local Ray) or a Ray cluster address: one shard per Ray actor',
+        Flag(
+            "Run the shards as Ray actors: auto (a local Ray) or a cluster address; "
+            "needs the ray extra.",
+            metavar="auto|ADDRESS",
+            panel=PANEL_SCALE,
+        ),
+    ),
+    OptionSpec(
+        "shard_align",
+        1,
+        Integer(minimum=1),
+        "shard boundaries fall on multiples of this many bot ids, so id-based groups stay whole",
+        Flag("Shard boundaries at multiples of G bot ids (groups such as id // G).",
+             metavar="G", panel=PANEL_SCALE),
+    ),
+    OptionSpec(
+        "strict_groups",
+        False,
+        Boolean(),
+        "abort a sharded run when a group turns out to span shards (else: a warning)",
+        Flag("Abort when a group spans shards, instead of warning.", panel=PANEL_SCALE),
+    ),
     # Python only
     OptionSpec(
         "factory",
@@ -460,6 +503,21 @@ def check_combinations(size: int, options: Mapping[str, Any], spell: Spelling) -
         raise ConfigError(f"{s('data_mode')} says how to hand out {s('data')}: give data too")
     if options["pace"] is not None and options["think_time"] is not None:
         raise ConfigError(f"give either {s('think_time')} or {s('pace')}, not both")
+    shards = options["processes"]
+    if options["network"] is not None and (shards is not None or options["ray"] is not None):
+        where = s("processes") if shards is not None else s("ray")
+        raise ConfigError(
+            f"a simulated network (network=, or --serve) lives in one event loop, so it "
+            f"cannot be combined with {where}: run the simulation in one process"
+        )
+    if shards is not None and rate is not None:
+        most = options["max_bots"] if options["max_bots"] is not None else size
+        if most < shards:
+            raise ConfigError(
+                f"{s('processes', str(shards))} with {s('rate')} needs at least one bot per "
+                f"shard, but at most {most} may be alive: give {s('max_bots', str(shards))} "
+                f"or more, or fewer processes"
+            )
     if rate is None:
         if options["max_queue"] is not None:
             raise ConfigError(f"{s('max_queue')} belongs to the open model: give {s('rate')} too")

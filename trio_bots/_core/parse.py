@@ -191,3 +191,21 @@ def _non_negative(text: str, name: str) -> float:
     if not value >= 0 or math.isinf(value):
         raise ConfigError(f"{name}: expected a number >= 0, got {text.strip()!r}")
     return value
+
+
+def parse_processes(text: str, name: str = "processes") -> int | str:
+    """``auto`` or a whole number of processes (``auto`` is resolved by the option's check).
+
+    Raises:
+        ConfigError: the text is neither.
+
+    Example:
+        >>> parse_processes("4"), parse_processes("auto")
+        (4, 'auto')
+    """
+    cleaned = text.strip().lower()
+    if cleaned == "auto":
+        return "auto"
+    if cleaned.isdigit():
+        return int(cleaned)
+    raise ConfigError(f"{name}: expected a number of processes such as 4, or auto, got {text!r}")

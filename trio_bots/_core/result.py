@@ -99,6 +99,11 @@ class SwarmResult:
         timed_out: True when the seed's ``timeout=`` cancelled the bots still running.
         bots_cancelled: how many bots that timeout cancelled.
         warnings: what the engine warned about during the run (also logged).
+        cross_shard_skipped: ``send_bots`` ids skipped because they ran in another shard.
+        shards: in a run over several processes, one dict per shard (``index``, ``pid``,
+            ``first_bot``, ``last_bot``, ``count``, ``failure_count``, ``cancelled``,
+            ``cpu_seconds``, ``lost``); empty otherwise.
+        split_groups: groups that spanned shards, as ``{"group": g, "shards": [...]}``.
 
     Example:
         >>> import trio, trio_bots
@@ -129,6 +134,9 @@ class SwarmResult:
     timed_out: bool = False
     bots_cancelled: int = 0
     warnings: list[str] = field(default_factory=list)
+    cross_shard_skipped: int = 0
+    shards: list[dict[str, Any]] = field(default_factory=list)
+    split_groups: list[dict[str, Any]] = field(default_factory=list)
 
     def check(self, *thresholds: str) -> list[ThresholdResult]:
         """Evaluate threshold expressions such as ``"p99(login) < 50ms"``.
@@ -187,6 +195,11 @@ class SwarmResult:
                 "warnings": list(self.warnings),
                 "dropped_messages": self.dropped_messages,
                 "dropped_arrivals": self.dropped_arrivals,
+                "cross_shard_skipped": self.cross_shard_skipped,
+                "split_groups": [
+                    {"group": plain(g["group"]), "shards": list(g["shards"])}
+                    for g in self.split_groups
+                ],
                 "options": {k: plain(v) for k, v in self.options.items()},
                 "bot_failures": [
                     {
@@ -198,6 +211,7 @@ class SwarmResult:
                 ],
             },
             "metrics": self.metrics,
+            "shards": [dict(shard) for shard in self.shards],
             "thresholds": [
                 {
                     "expression": t.expression,

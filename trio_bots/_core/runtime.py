@@ -39,6 +39,7 @@ import anyio
 
 from ..metrics import Recorder
 from ..metrics._tags import TagKeys
+from .shard import WHOLE_RUN, Shard
 
 logger = logging.getLogger("trio_bots")
 
@@ -152,15 +153,21 @@ class Runtime:
         bots_target: the bots the load shape aims at now.
         dropped_arrivals: open-model arrivals dropped.
         warnings: the warnings of this run, for the report (each also logged).
+        shard: this run's `Shard` (the whole run, unless it is one shard of several).
+        cross_shard_skipped: ``send_bots`` ids skipped because they run in another shard.
     """
 
-    def __init__(self, options: Mapping[str, Any], backend: Any, *, size: int) -> None:
+    def __init__(
+        self, options: Mapping[str, Any], backend: Any, *, size: int, shard: Shard = WHOLE_RUN
+    ) -> None:
         self.options = options
         self.size = size
+        self.shard = shard
+        self.cross_shard_skipped = 0
         self.backend = backend
         self.clock: Callable[[], float] = backend.bound_clock()
         self.start_time = self.clock()
-        self.started_wall = time.time()
+        self.started_wall = time.time() if shard.start_wall is None else shard.start_wall
         self.recorder = Recorder(self.start_time)
         self.tag_keys = TagKeys(self.warn)
         self.bot_tags: dict[int, Mapping[str, Any]] = {}
@@ -190,8 +197,9 @@ class Runtime:
     # -- bots
 
     def new_bot(self) -> BotState:
-        """Count and return the state of a bot about to start; ids go in start order."""
-        state = BotState(self.bots_started)
+        """Count and return the state of a bot about to start; ids go in start order
+        (global ids, in a shard of a larger run: see `Shard.bot_id`)."""
+        state = BotState(self.shard.bot_id(self.bots_started))
         self.bots_started += 1
         self.bots_running += 1
         self.unbegun += 1

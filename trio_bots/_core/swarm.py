@@ -15,6 +15,7 @@ import functools
 import inspect
 import signal
 import threading
+import time
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager, nullcontext
@@ -33,6 +34,7 @@ from .options import check_backend, preflight_fds, validate_options
 from .result import BotFailure, SwarmResult, SwarmStatistics
 from .runtime import BotState, Runtime, Tick
 from .scheduler import seeded_scheduler
+from .shard import WHOLE_RUN, Shard
 
 Worker = Callable[[Bot], Awaitable[Any]]
 
@@ -106,6 +108,7 @@ class Swarm:
         self._max_failures: int | None = options["max_failures"]
         self._done = runtime.backend.event()
         self._task_group: Any = None
+        self._token: Any = None  # the event loop's token, for stop_threadsafe
         self._bot_failures: list[BotFailure] = []
         self._feeding = True  # False once no more bots will be started
         self._aborted = False
@@ -176,6 +179,30 @@ class Swarm:
         """
         self._interrupted = True
         self._begin_stop()
+
+    def stop_threadsafe(self) -> None:
+        """`stop`, called from another thread than the swarm's event loop (which it waits
+        for). A swarm that has ended already is left alone.
+
+        Example:
+            >>> import threading, trio, trio_bots
+            >>> async def idle(bot):
+            ...     await bot.stopping.wait()
+            >>> async def main():
+            ...     async with trio_bots.open_swarm(idle, 2) as swarm:
+            ...         await trio.sleep(0.1)
+            ...         threading.Thread(target=swarm.stop_threadsafe).start()
+            ...     return swarm.result.interrupted
+            >>> trio.run(main)
+            True
+        """
+        token = self._token
+        if token is None or self.result is not None:
+            return
+        try:
+            anyio.from_thread.run_sync(self.stop, token=token)
+        except RuntimeError:
+            pass  # the event loop closed in the meantime: the swarm is over
 
     def on_tick(self, fn: Callable[[Tick], None]) -> Callable[[], None]:
         """Call ``fn(tick)`` in the loop once per second of the run, with what that
@@ -305,6 +332,7 @@ class Swarm:
 
     def _begin(self, task_group: Any, cancel_after: float | None) -> None:
         self._task_group = task_group
+        self._token = anyio.lowlevel.current_token()
         task_group.start_soon(self._runtime.run_ticker, name="trio_bots ticker")
         if self.options["handle_sigint"]:
             task_group.start_soon(self._handle_signals, name="trio_bots signals")
@@ -338,6 +366,7 @@ class Swarm:
             bots_started=runtime.bots_started,
             bots_finished=runtime.bots_finished,
             dropped_messages=self._messaging.dropped_messages,
+            cross_shard_skipped=runtime.cross_shard_skipped,
             dropped_arrivals=runtime.dropped_arrivals,
             duration=now - runtime.start_time,
             interrupted=self._interrupted,
@@ -495,11 +524,66 @@ async def open_swarm(worker: Any, size: int, **options: Any) -> AsyncIterator[Sw
         10
     """
     validated = validate_options(size, options)
+    _refuse_scale_out(validated)
     awaitables: list[Any] = []
     if validated["factory"] is not None:
         awaitables = awaitables_from_factory(validated["factory"], worker, size)
         worker, size = _await_own_awaitable(awaitables), len(awaitables)
     async with _open(worker, size, validated, awaitables, cancel_after=None) as running:
+        yield running
+
+
+def _refuse_scale_out(options: Mapping[str, Any]) -> None:
+    for name in ("processes", "ray"):
+        if options[name] is not None:
+            raise ConfigError(
+                f"{name}= runs the swarm over several processes, which the engine's own "
+                f"open_swarm does not do: call trio_bots.swarm or trio_bots.open_swarm"
+            )
+
+
+@asynccontextmanager
+async def open_shard(worker: Any, shard: Shard, **options: Any) -> AsyncIterator[Swarm]:
+    """Run one shard of a larger run: `open_swarm` for the bots `shard` says are its own.
+
+    The options are the whole run's (``max_bots`` and stage targets over every shard);
+    the shard takes its share of each, and of the arrivals, and gives its bots global
+    ids. With a seed ``factory``, it calls the factory for the whole run and closes the
+    awaitables that are not its own. With ``shard.start_wall`` it starts at that instant.
+    ``trio_bots.distributed`` runs one per process.
+
+    Example:
+        >>> import trio
+        >>> ids = []
+        >>> async def worker(bot):
+        ...     ids.append(bot.id)
+        >>> async def second_of_two():
+        ...     async with open_shard(worker, Shard(index=1, count=2, size=5)) as running:
+        ...         pass
+        ...     return running.result.bots_started
+        >>> trio.run(second_of_two), sorted(ids)
+        (2, [3, 4])
+    """
+    validated = validate_options(shard.size, options)
+    _refuse_scale_out(validated)
+    first, local = shard.first_bot, shard.local_size
+    awaitables: list[Any] = []
+    if validated["factory"] is not None:
+        awaitables = awaitables_from_factory(validated["factory"], worker, shard.size)
+        if len(awaitables) != shard.size:
+            close_unstarted(awaitables)
+            raise ConfigError(
+                f"in a run over several processes, factory(worker, size={shard.size}) must give "
+                f"exactly {shard.size} awaitables (one per bot), but it gave {len(awaitables)}"
+            )
+        others = awaitables[:first] + awaitables[first + local :]
+        close_unstarted(others)  # another shard runs these
+        for index in (*range(first), *range(first + local, shard.size)):
+            awaitables[index] = None
+        worker = _await_own_awaitable(awaitables)
+    async with _open(
+        worker, local, validated, awaitables, cancel_after=None, shard=shard
+    ) as running:
         yield running
 
 
@@ -540,6 +624,7 @@ async def _open(
     awaitables: list[Any],
     *,
     cancel_after: float | None,
+    shard: Shard = WHOLE_RUN,
 ) -> AsyncIterator[Swarm]:
     runtime: Runtime | None = None
     try:
@@ -555,8 +640,11 @@ async def _open(
         seed, network = options["seed"], options["network"]
         if network is not None:
             network.reseed(seed)
-        runtime = Runtime(options, backend, size=size)
-        runtime.data = feeder_for_run(size, options)
+        if shard.start_wall is not None:
+            # every shard starts at the same instant: timeline second t is the same second
+            await anyio.sleep(max(0.0, shard.start_wall - time.time()))
+        runtime = Runtime(options, backend, size=size, shard=shard)
+        runtime.data = feeder_for_run(size, options, shard=shard.index, shards=shard.count)
         swarm = Swarm(worker, runtime)
     except BaseException:
         close_unstarted(awaitables)

@@ -292,7 +292,7 @@ def execute(plan: Plan, console: Console) -> Outcome:
 
 
 async def _drive(plan: Plan, console: Console) -> Outcome:
-    from .._core.swarm import open_swarm
+    from ..distributed._front import open_swarm
 
     running: Any = None
     aborted: SwarmAborted | None = None

@@ -98,11 +98,55 @@ def render_console(
     checks = _thresholds_table(data, plain)
     if checks is not None:
         console.print(checks)
+    per_shard = _shards_table(data, plain)
+    if per_shard is not None:
+        console.print(per_shard)
     info = run_info(data)
     for warning in info.get("warnings", ()):
         console.print(Text(f"warning: {warning}", style="yellow"))
     style = "bold red" if info.get("aborted") else "yellow" if info.get("interrupted") else "bold"
     console.print(Text(summary_line(data), style=style))
+
+
+def _shards_table(data: Mapping[str, Any], plain: bool) -> Table | None:
+    """One row per shard of a run over several processes, and the total."""
+    shards: Sequence[Mapping[str, Any]] = data.get("shards") or ()
+    if not shards:
+        return None
+    table = _table("Shards", plain)
+    table.add_column("Shard")
+    for heading in ("PID", "Bot ids", "Bots", "Requests", "Failures", "CPU s"):
+        table.add_column(heading, justify="right")
+    table.add_column("Lost")
+
+    def ids(row: Mapping[str, Any]) -> str:
+        first, last = row.get("first_bot"), row.get("last_bot")
+        return "-" if first is None else f"{first}-{last}"
+
+    for row in shards:
+        lost = row.get("lost")
+        table.add_row(
+            str(row.get("index")),
+            str(row.get("pid")),
+            ids(row),
+            f"{row.get('count', 0):,}",
+            f"{row.get('requests', 0):,}",
+            f"{row.get('failure_count', 0):,}",
+            f"{row.get('cpu_seconds', 0.0):.2f}",
+            Text(lost or "", style="red" if lost else ""),
+        )
+    table.add_row(
+        "Total",
+        "",
+        "",
+        f"{sum(r.get('count', 0) for r in shards):,}",
+        f"{sum(r.get('requests', 0) for r in shards):,}",
+        f"{sum(r.get('failure_count', 0) for r in shards):,}",
+        f"{sum(r.get('cpu_seconds', 0.0) for r in shards):.2f}",
+        "",
+        style="bold",
+    )
+    return table
 
 
 def _table(title: str, plain: bool) -> Table:

@@ -108,6 +108,7 @@ def to_json_dict(run: RunLike) -> dict[str, Any]:
         "thresholds": thresholds(data),
         "counters": dict(metrics.get("counters", {})),
         "gauges": dict(metrics.get("gauges", {})),
+        "shards": [dict(shard) for shard in data.get("shards", ())],
         "metrics": metrics,
     }
     cleaned: dict[str, Any] = _clean(doc)
