@@ -403,3 +403,97 @@ def test_no_module_imports_another_modules_underscore_names() -> None:
             if isinstance(node, ast.ImportFrom):
                 private = [a.name for a in node.names if a.name.startswith("_")]
                 assert not private, (file.name, node.module, private)
+
+
+# --- the tiered timeline ------------------------------------------------------------------
+
+
+def tick_through(rec: Recorder, seconds: range, names: int = 3) -> None:
+    for second in seconds:
+        for i in range(names):
+            rec.record(f"n{i}", 1000 + 100 * i + second % 7)
+        if second % 5 == 0:
+            rec.record_failure("n0", "E", "m", 1)
+        rec.tick(second, second % 4)
+
+
+def test_timeline_tiers_spans_and_boundaries() -> None:
+    rec = Recorder(0.0)
+    end = 6 * 3600 + 1500  # 6 h 25 min of virtual seconds
+    tick_through(rec, range(end), names=1)
+    timeline = rec.snapshot(end, bots_running=0, active_seconds=end)["timeline"]
+    spans = [(b["t"], b["span"]) for b in timeline]
+    # 60 s buckets more than 6 h old, 10 s ones up to 10 min old, then 1 s ones
+    for t, span in spans:
+        assert t % span == 0
+        age = end - (t + span)
+        assert span == (60 if age >= 6 * 3600 else 10 if age >= 600 else 1), (t, span, age)
+    covered = [s for t, span in spans for s in range(t, t + span)]
+    assert covered == list(range(end))  # no gap, no overlap
+    # every request and failure is still counted, and the cumulative figures stay exact
+    assert sum(b["count"] for b in timeline) == end
+    assert sum(b["failures"] for b in timeline) == len(range(0, end, 5))
+    assert stats_from_snapshot(rec.snapshot(end, bots_running=0, active_seconds=end))["n0"].max == (
+        0.001006
+    )
+    old = timeline[0]
+    assert old["hist"] is None and old["names"]["n0"]["hist"] is None  # summaries only
+    assert old["bots"] == 59 % 4  # the last value within it
+    assert old["names"]["n0"]["p99.9"] == old["max"] == 0.001006
+    assert timeline[-1]["hist"] is not None
+
+
+def test_summary_percentiles_come_from_the_whole_span() -> None:
+    rec = Recorder(0.0)
+    for second in range(700):
+        rec.record("x", 1000 if second % 10 else 9000)  # one slow request in each 10 s
+        rec.tick(second, 1)
+    [first] = [
+        b
+        for b in timeline_from_snapshot(rec.snapshot(700.0, bots_running=1, active_seconds=700.0))
+        if b.t == 0
+    ]
+    assert (first.span, first.count, first.rps) == (10, 10, 1.0)
+    assert first.p50 == 0.001 and first.p99 == 0.009 and first.names["x"].p50 == 0.001
+
+
+def test_merge_of_shards_with_different_tiers() -> None:
+    long, short = Recorder(0.0), Recorder(0.0)
+    tick_through(long, range(700), names=1)
+    tick_through(short, range(20), names=1)
+    m = merge(
+        long.snapshot(700.0, bots_running=1, active_seconds=700.0),
+        short.snapshot(20.0, bots_running=1, active_seconds=20.0),
+    )
+    first, second = m["timeline"][:2]
+    # the short shard's 1 s buckets 0..9 fall within the long shard's 10 s bucket 0
+    assert (first["t"], first["span"], first["count"]) == (0, 10, 20)
+    assert (second["t"], second["span"], second["count"]) == (10, 10, 20)
+    assert first["bots"] == 9 % 4 + 9 % 4
+    assert sum(b["count"] for b in m["timeline"]) == 720
+
+
+@pytest.mark.slow
+def test_timeline_heap_is_bounded_in_virtual_time() -> None:
+    """The second hour of a 10-name run grows the heap by less than the 50 MB a day
+    budget allows a 10 s bucket (its tier holds 2,160 of them, the 60 s tier 1,080)."""
+    import gc
+    import tracemalloc
+
+    budget_per_second = 50e6 / (6 * 360 + 18 * 60) / 10  # bytes per virtual second
+    rec = Recorder(0.0)
+    # Tracing slows the recorder down, so it starts 10 minutes before the first mark:
+    # what the second hour frees (the 1 s buckets it ages, and what they age into) was
+    # then allocated while tracing, and the blocks allocated before stay alive.
+    tick_through(rec, range(2990), names=10)
+    tracemalloc.start()
+    try:
+        tick_through(rec, range(2990, 3600), names=10)
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        tick_through(rec, range(3600, 7200), names=10)
+        gc.collect()
+        growth = (tracemalloc.get_traced_memory()[0] - before) / 3600
+    finally:
+        tracemalloc.stop()
+    assert 0 < growth < budget_per_second, growth

@@ -745,3 +745,40 @@ def test_running_totals_read_nan_bounds_as_the_metrics_do() -> None:
         together.percentile(50),
         together.percentile(75),
     ]
+
+
+# --- long runs: buckets wider than a second ---------------------------------------------------
+
+
+def long_run(seconds: int = 700) -> dict[str, Any]:
+    """A run of `seconds`, long enough that its oldest seconds are 10 s summaries."""
+    rec = Recorder(start_time=START)
+    for s in range(seconds):
+        rec.record("login", 1000 if s % 10 else 5000)
+        if s % 10 == 3:
+            rec.record_failure("login", "OSError", "reset", bot_id=1)
+        rec.tick(s, bots_running=s % 3)
+    run = make_run(with_thresholds=False)
+    run["metrics"] = rec.snapshot(START + seconds, bots_running=0, active_seconds=float(seconds))
+    return run
+
+
+def test_json_timeline_shows_each_buckets_span_and_rate(tmp_path: Path) -> None:
+    run = long_run()
+    data = json.loads(write_json(run, tmp_path / "run.json").read_text())
+    first, last = data["timeline"][0], data["timeline"][-1]
+    assert (first["t"], first["span"], first["count"], first["failures"]) == (0, 10, 10, 1)
+    assert first["rps"] == pytest.approx(1.1) and first["bots"] == 9 % 3
+    assert (last["t"], last["span"], last["rps"]) == (699, 1, 1.0)
+    covered = sum(b["span"] for b in data["timeline"])
+    assert covered == 700
+
+
+def test_csv_history_reads_summarised_buckets(tmp_path: Path) -> None:
+    run = long_run()
+    _, rows = read_csv(write_csv(run, tmp_path / "run")[2])
+    first = rows[0]
+    assert first["Requests/s"] == "1.1" and first["50%"] == "1.0" and first["99%"] == "5.0"
+    assert first["66%"] == "N/A"  # a summary keeps p50, p90, p99, p99.9 and max
+    assert first["Total Request Count"] == "11" and first["Total Median Response Time"] == "N/A"
+    assert rows[-1]["Total Request Count"] == str(700 + 70)

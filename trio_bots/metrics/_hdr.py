@@ -22,7 +22,7 @@ import operator
 import sys
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import cache
 from typing import Any, Final
 
@@ -143,20 +143,25 @@ class Dist:
     identical samples reads back exactly instead of at bucket resolution.
     """
 
-    __slots__ = ("counts", "cumulative", "high", "low", "total")
+    __slots__ = ("counts", "cumulative", "first", "high", "low", "total")
 
     def __init__(self, hist: Any, low: float = NAN, high: float = NAN) -> None:
         self.total: int = 0 if hist is None else hist.get_total_count()
         self.low = low if low == low else -math.inf  # NaN: unknown
         self.high = high if high == high else math.inf
+        self.first = 0  # the counts index of counts[0]: only [min, max] is read
         if not self.total:
             self.counts: list[int] = []
             self.cumulative: list[int] = []
             return
         length = min(hist.counts_len, hist.get_counts_array_index(hist.get_max_value()) + 1)
-        self.counts = hist.counts[:length]
+        lowest = hist.get_min_value()
+        if 0 < lowest <= hist.get_max_value():
+            self.first = min(hist.get_counts_array_index(lowest), length - 1)
+        self.counts = hist.counts[self.first : length]
         self.cumulative = list(itertools.accumulate(self.counts))
-        if self.cumulative[-1] != self.total:  # defensive: trust the counters, not max_value
+        if self.cumulative[-1] != self.total:  # defensive: trust the counters, not min/max
+            self.first = 0
             self.counts = hist.counts[: hist.counts_len]
             self.cumulative = list(itertools.accumulate(self.counts))
 
@@ -167,14 +172,14 @@ class Dist:
         if not self.total:
             return NAN
         target = max(int(min(q, 100.0) * self.total / 100 + 0.5), 1)
-        index = bisect_left(self.cumulative, target)
+        index = bisect_left(self.cumulative, target) + self.first
         low, high, _ = _value_tables()
         return self._clamp(high[index] if q else low[index])
 
     def mean_us(self) -> float:
         if not self.total:
             return NAN
-        mid = _value_tables()[2]
+        mid = _value_tables()[2][self.first : self.first + len(self.counts)]
         return self._clamp(sum(map(operator.mul, self.counts, mid)) / self.total)
 
     def min_us(self) -> float:
@@ -213,15 +218,55 @@ def nan_max(a: float, b: float) -> float:
     return b if a != a else a if b != b else max(a, b)
 
 
+def release_hist(hist: Any) -> None:
+    """Break hdrh's histogram <-> encoder reference cycle, so that *hist* is freed as
+    soon as it is dropped instead of at the next run of the cycle collector.
+
+    Call it on a histogram that is no longer needed: it cannot be encoded after.
+
+    Example:
+        >>> h = new_hist()
+        >>> release_hist(h)
+        >>> h.encoder.histogram is None
+        True
+    """
+    encoder = getattr(hist, "encoder", None)
+    if encoder is not None:
+        encoder.histogram = None
+
+
 def add_encoded(*encoded: str) -> tuple[str, Any]:
-    """Add encoded histograms: (encoded sum, decoded sum or None when empty)."""
+    """Add encoded histograms: (encoded sum, decoded sum or None when empty).
+
+    The decoded parts are released (`release_hist`); the caller releases the sum.
+    """
     parts = [enc for enc in encoded if enc != EMPTY_HIST]
     if not parts:
         return EMPTY_HIST, None
     total = decode_hist(parts[0])
     for enc in parts[1:]:
-        total.add(decode_hist(enc))
+        part = decode_hist(enc)
+        total.add(part)
+        release_hist(part)
     return (parts[0] if len(parts) == 1 else encode_hist(total)), total
+
+
+def sum_dist(encoded: Iterable[str], low: float = NAN, high: float = NAN) -> tuple[str, Dist]:
+    """The encoded sum of encoded histograms and its `Dist`, with no histogram left
+    behind for the cycle collector.
+
+    Example:
+        >>> a, b = new_hist(), new_hist()
+        >>> _ = a.record_value(1000), b.record_value(3000)
+        >>> enc, dist = sum_dist([encode_hist(a), encode_hist(b)], 1000, 3000)
+        >>> dist.total, dist.max_us(), decode_hist(enc).get_total_count()
+        (2, 3000.0, 2)
+    """
+    enc, hist = add_encoded(*encoded)
+    dist = Dist(hist, low, high)
+    if hist is not None:
+        release_hist(hist)
+    return enc, dist
 
 
 def metrics_part(snapshot: Mapping[str, Any]) -> Mapping[str, Any]:

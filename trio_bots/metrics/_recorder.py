@@ -8,6 +8,10 @@ in seconds, NaN when there are no samples. The readers (`Stats`,
 `stats_from_snapshot`, ...) live in `_stats` and the histogram helpers in
 `_hdr`; both are re-exported here.
 
+The timeline holds one bucket per second for the last 10 minutes, then
+coarser buckets with summaries only (`TIERS`): its memory is bounded
+whatever the run's length, while the cumulative histograms stay exact.
+
 Example:
     >>> from trio_bots.metrics import failures_from_snapshot, stats_from_snapshot
     >>> rec = Recorder(start_time=0.0)
@@ -29,15 +33,15 @@ from __future__ import annotations
 import itertools
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ._format import format_percentile_label
 from ._hdr import (
     EMPTY_HIST,
     NAN,
     SNAPSHOT_VERSION,
     Dist,
-    add_encoded,
     clamp_us,
     clear_hist,
     encode_hist,
@@ -47,9 +51,23 @@ from ._hdr import (
     nan_min,
     new_hist,
     sorted_failures,
+    sum_dist,
     to_seconds,
     to_us,
 )
+
+#: The in-memory timeline's tiers, as (span, age): a second older than ``age``
+#: seconds (from the last one ticked) is kept in a bucket of ``span`` seconds. The
+#: 1 s buckets of the last 10 minutes keep their histograms; the 10 s buckets (back
+#: to 6 hours) and 60 s buckets (before) keep a fixed-size summary, so a run's
+#: timeline stays small whatever its length, latency spread or bot count. A bucket
+#: of span S starts at a multiple of S from the run's start, so shards' timelines
+#: still merge. The full-resolution histograms can go to disk (``hdr_log=``).
+TIERS: tuple[tuple[int, int], ...] = ((1, 0), (10, 600), (60, 6 * 3600))
+#: The percentiles every timeline name entry keeps (also in summaries).
+ENTRY_PERCENTILES = (50, 90, 99, 99.9)
+#: The percentiles of a bucket's request totals (p95 is the charts' line).
+BUCKET_PERCENTILES = (50, 90, 95, 99, 99.9)
 
 
 class _Series:
@@ -209,7 +227,15 @@ class Recorder:
         self._new_failures: list[list[Any]] = []  # groups whose first_t the next tick sets
         self._counters: dict[str, int] = {}
         self._gauges: dict[str, float] = {}
-        self._timeline: dict[int, dict[str, Any]] = {}
+        # The timeline's tiers, each in increasing t (see TIERS): 1 s buckets with their
+        # histograms, then 10 s and 60 s summaries; _minutes holds the 60 s summaries
+        # of minutes still shown as 10 s buckets.
+        self._fine: dict[int, dict[str, Any]] = {}
+        self._tens: dict[int, dict[str, Any]] = {}
+        self._sixties: dict[int, dict[str, Any]] = {}
+        self._minutes: dict[int, dict[str, Any]] = {}
+        self._aged_10 = 0  # seconds before this are in 10 s (or 60 s) buckets
+        self._aged_60 = 0  # seconds before this are in 60 s buckets
         self._last_t = 0
         self._scratch = new_hist()
         self._read_scratch = new_hist()  # for snapshot(), which must not touch the rest
@@ -286,6 +312,7 @@ class Recorder:
         files each second's samples under its own bucket. A second that already
         has a bucket is merged into (its ``bots`` becomes the latest value). A
         tick without activity still makes a bucket, for the bots-over-time chart.
+        Older seconds are then merged into coarser buckets (see `TIERS`).
         """
         t = self._last_t = max(self._last_t, second)
         for group in self._new_failures:
@@ -319,11 +346,47 @@ class Recorder:
         if bucket["count"]:
             bucket["hist"] = encode_hist(requests)
             clear_hist(requests)
-        old = self._timeline.get(t)
+        old = self._fine.get(t)
         # a new dict: snapshots already handed out share the old one
-        bucket = bucket if old is None else _add_buckets(old, bucket, bots_running)
-        self._timeline[t] = bucket
+        bucket = bucket if old is None else _combine([old, bucket], t, 1, bots_running)
+        self._fine[t] = bucket
+        self._age(t + 1)
         return bucket
+
+    def _age(self, end: int) -> None:
+        """Merge the seconds before `end` that are old enough into coarser buckets."""
+        fine_limit = end - TIERS[1][1]
+        if self._fine and self._aged_10 + 10 <= fine_limit:
+            # nothing to merge before the oldest second kept: skip there at once
+            oldest = next(iter(self._fine)) // 60 * 60
+            if oldest > self._aged_10 and self._aged_10 % 60 == 0:
+                self._aged_10 = oldest
+        while self._aged_10 + 10 <= fine_limit:
+            start = self._aged_10
+            self._aged_10 += 10
+            parts = [b for s in range(start, start + 10) if (b := self._fine.pop(s, None))]
+            if parts:
+                self._tens[start] = _combine(parts, start, 10, parts[-1]["bots"])
+            if self._aged_10 % 60 == 0:
+                self._close_minute(self._aged_10 - 60)
+        ten_limit = end - TIERS[2][1]
+        while self._aged_60 + 60 <= ten_limit and self._aged_60 + 60 <= self._aged_10:
+            start = self._aged_60
+            self._aged_60 += 60
+            for s in range(start, start + 60, 10):
+                self._tens.pop(s, None)
+            minute = self._minutes.pop(start, None)
+            if minute is not None:
+                self._sixties[start] = minute
+
+    def _close_minute(self, start: int) -> None:
+        """A minute's 10 s buckets are complete: keep its 60 s summary for later, and
+        summarise them (their histograms are dropped)."""
+        parts = [self._tens[s] for s in range(start, start + 60, 10) if s in self._tens]
+        if parts:
+            self._minutes[start] = _summary(_combine(parts, start, 60, parts[-1]["bots"]))
+            for part in parts:
+                self._tens[part["t"]] = _summary(part)
 
     def snapshot(self, now: float, *, bots_running: int, active_seconds: float) -> dict[str, Any]:
         """Everything recorded so far, as plain data. It writes nothing.
@@ -357,18 +420,16 @@ class Recorder:
             "failures": sorted_failures(failures),
             "counters": dict(sorted(self._counters.items())),
             "gauges": dict(sorted(self._gauges.items())),
-            "timeline": [self._timeline[t] for t in sorted(self._timeline)],
+            "timeline": [*self._sixties.values(), *self._tens.values(), *self._fine.values()],
         }
 
 
-def _name_entry(
-    kind: str, count: int, failures: int, hist: str, dist: Dist
-) -> dict[str, Any]:
+def _name_entry(kind: str, count: int, failures: int, hist: str, dist: Dist) -> dict[str, Any]:
     return {
         "kind": kind,
         "count": count,
         "failures": failures,
-        **dist.percentiles(50, 99),
+        **dist.percentiles(*ENTRY_PERCENTILES),
         "min": to_seconds(dist.min_us()),
         "max": to_seconds(dist.max_us()),
         "hist": hist,
@@ -380,10 +441,11 @@ def _bucket(
 ) -> dict[str, Any]:
     return {
         "t": t,
+        "span": 1,
         "bots": bots,
         "count": dist.total,
         "failures": failures,
-        **dist.percentiles(50, 95, 99),
+        **dist.percentiles(*BUCKET_PERCENTILES),
         "min": to_seconds(dist.min_us()),
         "max": to_seconds(dist.max_us()),
         "hist": EMPTY_HIST,
@@ -391,26 +453,85 @@ def _bucket(
     }
 
 
-def _add_buckets(a: dict[str, Any], b: dict[str, Any], bots: int) -> dict[str, Any]:
-    """Two buckets of the same second as one; the inputs are not modified."""
-    names = dict(a["names"])
-    for name, y in b["names"].items():
-        x = names.get(name)
-        if x is None:
-            names[name] = y
-            continue
-        enc, hist = add_encoded(x["hist"], y["hist"])
-        dist = Dist(hist, to_us(nan_min(x["min"], y["min"])), to_us(nan_max(x["max"], y["max"])))
+def _combine_entries(entries: Sequence[Mapping[str, Any]], qs: tuple[float, ...]) -> dict[str, Any]:
+    """The figures of several entries (bucket totals or one name's) as one entry.
+
+    Exact when every entry has its histogram; otherwise (a summary among them)
+    counts add, min and max are exact, and each percentile is the largest of
+    the entries' (an upper bound), and the result is a summary (no ``hist``).
+    """
+    low = high = NAN
+    for e in entries:
+        low, high = nan_min(low, e.get("min", NAN)), nan_max(high, e.get("max", NAN))
+    out: dict[str, Any] = {
+        "count": sum(e["count"] for e in entries),
+        "failures": sum(e["failures"] for e in entries),
+    }
+    hists = [e.get("hist") for e in entries]
+    if all(h is not None for h in hists):
+        enc, dist = sum_dist(hists, to_us(low), to_us(high))  # type: ignore[arg-type]
+        out.update(dist.percentiles(*qs))
+        out.update(min=to_seconds(dist.min_us()), max=to_seconds(dist.max_us()), hist=enc)
+        return out
+    for q in qs:
+        label = format_percentile_label(q)
+        value = NAN
+        for e in entries:
+            value = nan_max(value, e.get(label, NAN))
+        out[label] = value
+    out.update(min=low, max=high, hist=None)
+    return out
+
+
+def _combine(parts: Sequence[Mapping[str, Any]], t: int, span: int, bots: int) -> dict[str, Any]:
+    """Buckets that fall within [t, t + span) as one bucket; the inputs are not modified."""
+    by_name: dict[str, list[Mapping[str, Any]]] = {}
+    for part in parts:
+        for name, entry in part["names"].items():
+            by_name.setdefault(name, []).append(entry)
+    names = {}
+    for name in sorted(by_name):
+        entries = by_name[name]
         # "kind" came to timeline names later: a snapshot without it has requests only
-        kind = x.get("kind") or y.get("kind") or "request"
-        names[name] = _name_entry(
-            kind, x["count"] + y["count"], x["failures"] + y["failures"], enc, dist
-        )
-    enc, hist = add_encoded(a["hist"], b["hist"])
-    dist = Dist(hist, to_us(nan_min(a["min"], b["min"])), to_us(nan_max(a["max"], b["max"])))
-    bucket = _bucket(a["t"], bots, dict(sorted(names.items())), dist, a["failures"] + b["failures"])
-    bucket["hist"] = enc
-    return bucket
+        kind = next((e["kind"] for e in entries if e.get("kind")), "request")
+        names[name] = {"kind": kind, **_combine_entries(entries, ENTRY_PERCENTILES)}
+    totals = _combine_entries(parts, BUCKET_PERCENTILES)
+    return {"t": t, "span": span, "bots": bots, **totals, "names": names}
+
+
+def _summary(bucket: Mapping[str, Any]) -> dict[str, Any]:
+    """A bucket without its histograms: fixed-size figures only."""
+    names = {name: {**entry, "hist": None} for name, entry in bucket["names"].items()}
+    return {**bucket, "hist": None, "names": names}
+
+
+def _merge_timelines(*timelines: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Several recorders' timelines as one: buckets of one second add up, and a bucket
+    within a coarser bucket of another timeline (their boundaries are multiples of
+    their spans) is merged into that one. ``bots`` is summed over the timelines, each
+    giving the last value within the bucket."""
+    spans = sorted({b.get("span", 1) for tl in timelines for b in tl}, reverse=True)
+    present = {(b["t"], b.get("span", 1)) for tl in timelines for b in tl}
+    groups: dict[tuple[int, int], list[tuple[int, Mapping[str, Any]]]] = {}
+    for source, timeline in enumerate(timelines):
+        for b in timeline:
+            t, span = b["t"], b.get("span", 1)
+            key = (t, span)
+            for big in spans:
+                if big > span and (t // big * big, big) in present:
+                    key = (t // big * big, big)
+                    break
+            groups.setdefault(key, []).append((source, b))
+    merged = []
+    for (t, span), members in sorted(groups.items()):
+        if len(members) == 1:
+            merged.append(dict(members[0][1]))
+            continue
+        last: dict[int, int] = {}
+        for source, b in sorted(members, key=lambda m: (m[0], m[1]["t"])):
+            last[source] = b["bots"]
+        merged.append(_combine([b for _, b in members], t, span, sum(last.values())))
+    return merged
 
 
 def _first_key(f: Mapping[str, Any]) -> tuple[float, bool, int]:
@@ -422,12 +543,12 @@ def _first_key(f: Mapping[str, Any]) -> tuple[float, bool, int]:
 def _merge_name(x: Mapping[str, Any], y: Mapping[str, Any]) -> dict[str, Any]:
     raw_hist = None
     if x["raw_hist"] is not None or y["raw_hist"] is not None:
-        raw_hist = add_encoded(x["raw_hist"] or x["hist"], y["raw_hist"] or y["hist"])[0]
+        raw_hist = sum_dist([x["raw_hist"] or x["hist"], y["raw_hist"] or y["hist"]])[0]
     return {
         "kind": "request" if "request" in (x["kind"], y["kind"]) else x["kind"],
         "count": x["count"] + y["count"],
         "failure_count": x["failure_count"] + y["failure_count"],
-        "hist": add_encoded(x["hist"], y["hist"])[0],
+        "hist": sum_dist([x["hist"], y["hist"]])[0],
         "raw_hist": raw_hist,
         "bytes_sent": x["bytes_sent"] + y["bytes_sent"],
         "bytes_received": x["bytes_received"] + y["bytes_received"],
@@ -483,12 +604,6 @@ def merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
     gauges = dict(a["gauges"])
     for k, v in b["gauges"].items():
         gauges[k] = max(gauges.get(k, v), v)
-    timeline = {bucket["t"]: bucket for bucket in a["timeline"]}
-    for bucket in b["timeline"]:
-        old = timeline.get(bucket["t"])
-        timeline[bucket["t"]] = (
-            bucket if old is None else _add_buckets(old, bucket, old["bots"] + bucket["bots"])
-        )
     return {
         "version": SNAPSHOT_VERSION,
         "start_time": min(a["start_time"], b["start_time"]),
@@ -499,5 +614,5 @@ def merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
         "failures": sorted_failures(list(groups.values())),
         "counters": dict(sorted(counters.items())),
         "gauges": dict(sorted(gauges.items())),
-        "timeline": [timeline[t] for t in sorted(timeline)],
+        "timeline": _merge_timelines(a["timeline"], b["timeline"]),
     }

@@ -24,11 +24,11 @@ from .._errors import ConfigError
 from ._hdr import (
     NAN,
     Dist,
-    add_encoded,
     metrics_part,
     nan_max,
     nan_min,
     sorted_failures,
+    sum_dist,
     to_seconds,
     to_us,
 )
@@ -91,7 +91,7 @@ class Stats:
 
     @cached_property
     def _dist(self) -> Dist:
-        return Dist(add_encoded(*self._hists)[1], to_us(self._low), to_us(self._high))
+        return sum_dist(self._hists, to_us(self._low), to_us(self._high))[1]
 
     @property
     def rps(self) -> float:
@@ -372,10 +372,13 @@ class TimelineName:
 
 @dataclass(frozen=True)
 class TimelineBucket:
-    """One second of the run: bots, request counts and latency percentiles.
+    """One bucket of the run's timeline: bots, request counts and latency percentiles.
 
+    The bucket covers ``[t, t + span)`` seconds from the start: ``span`` is 1
+    for the last 10 minutes of a run, 10 back to 6 hours, and 60 before (a
+    summary of the seconds within). ``bots`` is the last count within it.
     ``count``, ``failures`` and the percentiles cover request names only;
-    ``names`` holds every name active in that second, fan-out included.
+    ``names`` holds every name active in it, fan-out included.
 
     Example:
         >>> from trio_bots.metrics import Recorder
@@ -386,6 +389,8 @@ class TimelineBucket:
         >>> [bucket] = timeline_from_snapshot(snap)
         >>> bucket.t, bucket.bots, bucket.count, bucket.p99, bucket.names["a"].count
         (0, 5, 1, 0.002, 1)
+        >>> bucket.span, bucket.rps
+        (1, 1.0)
     """
 
     t: int
@@ -396,6 +401,12 @@ class TimelineBucket:
     p95: float
     p99: float
     names: Mapping[str, TimelineName] = field(default_factory=dict)
+    span: int = 1
+
+    @property
+    def rps(self) -> float:
+        """Requests, successful and failed, per second of the bucket: (count + failures) / span."""
+        return (self.count + self.failures) / self.span
 
 
 def timeline_from_snapshot(snapshot: Mapping[str, Any]) -> list[TimelineBucket]:
@@ -413,6 +424,7 @@ def timeline_from_snapshot(snapshot: Mapping[str, Any]) -> list[TimelineBucket]:
                 n: TimelineName(e["count"], e["failures"], e["p50"], e["p99"])
                 for n, e in b["names"].items()
             },
+            b.get("span", 1),
         )
         for b in sorted(metrics_part(snapshot)["timeline"], key=operator.itemgetter("t"))
     ]

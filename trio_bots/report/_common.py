@@ -229,11 +229,20 @@ def _unit(result: Mapping[str, Any]) -> str | None:
         return None
 
 
-def bucket_width(metrics: Mapping[str, Any], t: int) -> float:
-    """How many seconds timeline bucket *t* spans (the last may be partial)."""
+def bucket_width(metrics: Mapping[str, Any], bucket: Mapping[str, Any]) -> float:
+    """How many seconds a timeline bucket spans: its ``span`` (1 s in snapshots that
+    predate spans), less for the last one when the run ended within it.
+
+    Example:
+        >>> bucket_width({"start_time": 0.0, "now": 125.5}, {"t": 120, "span": 10})
+        5.5
+        >>> bucket_width({"start_time": 0.0, "now": 125.5}, {"t": 3})
+        1.0
+    """
+    span = float(bucket.get("span", 1))
     elapsed = float(metrics.get("now", 0.0)) - float(metrics.get("start_time", 0.0))
-    width = elapsed - t
-    return 1.0 if not 0 < width < 1 else width
+    width = elapsed - float(bucket["t"])
+    return span if not 0 < width < span else width
 
 
 def safe_ratio(numerator: float, denominator: float) -> float:

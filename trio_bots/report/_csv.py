@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..metrics import Stats, failures_from_snapshot
+from ..metrics import Stats, failures_from_snapshot, format_percentile_label
 from ._common import (
     TOTAL_NAME,
     RunLike,
@@ -164,6 +164,22 @@ def _summary(s: Stats) -> list[float]:
     return [_ms_or_zero(x) for x in (s.percentile(50.0), s.mean, s.min, s.max)]
 
 
+def _summary_percentile(entry: Mapping[str, Any], q: float) -> object:
+    """A percentile of a summarised bucket: kept for a few (p50, p90, p99, p99.9), max for
+    p100, N/A for the others."""
+    value = entry.get("max" if q == 100 else format_percentile_label(q))
+    return _ms(value) if isinstance(value, int | float) else _NA
+
+
+def _running_summary(total: RunningHist) -> list[object]:
+    """The running median, average, min and max; the median and average are N/A once a
+    summarised bucket (no histogram) is in the sum."""
+    s = hist_stats(total.encoded(), total.count, total.low, total.high)
+    if total.exact:
+        return list(_summary(s))
+    return [_NA, _NA, _ms_or_zero(total.low), _ms_or_zero(total.high)]
+
+
 def _failure_rows(run: Mapping[str, Any]) -> list[list[object]]:
     names: Mapping[str, Any] = run["metrics"].get("names", {})
     return [
@@ -187,7 +203,7 @@ def _history_rows(run: Mapping[str, Any], full_history: bool) -> list[list[objec
     rows: list[list[object]] = []
     for bucket in metrics.get("timeline", ()):
         t = int(bucket["t"])
-        width = bucket_width(metrics, t)
+        width = bucket_width(metrics, bucket)
         entries = [
             (name, kinds.get(name, "request"), entry)
             for name, entry in sorted(bucket.get("names", {}).items())
@@ -197,11 +213,15 @@ def _history_rows(run: Mapping[str, Any], full_history: bool) -> list[list[objec
         for name, kind, entry in entries:
             total, counts = running.setdefault(name, (RunningHist(), [0, 0]))
             low, high = entry.get("min"), entry.get("max")
-            total.add(entry["hist"], low, high)
             counts[0] += entry["count"] + entry["failures"]
             counts[1] += entry["failures"]
-            interval = hist_stats(entry["hist"], entry["count"], low, high)
-            percentiles = [_ms(interval.percentile(q)) for q in CSV_PERCENTILES]
+            if entry.get("hist") is None:  # an old bucket's summary: no histogram
+                total.add_summary(entry["count"], low, high)
+                percentiles = [_summary_percentile(entry, q) for q in CSV_PERCENTILES]
+            else:
+                total.add(entry["hist"], low, high)
+                interval = hist_stats(entry["hist"], entry["count"], low, high)
+                percentiles = [_ms(interval.percentile(q)) for q in CSV_PERCENTILES]
             rows.append(
                 [
                     int(wall + t),
@@ -213,7 +233,7 @@ def _history_rows(run: Mapping[str, Any], full_history: bool) -> list[list[objec
                     *(percentiles if entry["count"] else [_NA] * len(CSV_PERCENTILES)),
                     counts[0],
                     counts[1],
-                    *_summary(hist_stats(total.encoded(), total.count, total.low, total.high)),
+                    *_running_summary(total),
                     # Bytes are not kept per second: the stats file has the average.
                     _NA,
                 ]

@@ -12,7 +12,15 @@ import math
 from typing import Any
 
 from ..metrics import Stats
-from ..metrics._hdr import EMPTY_HIST, decode_hist, encode_hist, nan_max, nan_min, new_hist
+from ..metrics._hdr import (
+    EMPTY_HIST,
+    decode_hist,
+    encode_hist,
+    nan_max,
+    nan_min,
+    new_hist,
+    release_hist,
+)
 
 
 def hist_stats(encoded: str, count: int, low: Any = math.nan, high: Any = math.nan) -> Stats:
@@ -64,11 +72,24 @@ class RunningHist:
         self._encoded: str | None = EMPTY_HIST
         self.low = math.nan
         self.high = math.nan
+        #: False once a summary (counts and bounds, no histogram) was added.
+        self.exact = True
+        self._summarised = 0
 
     @property
     def count(self) -> int:
         """The number of samples so far."""
-        return int(self._hist.get_total_count())
+        return int(self._hist.get_total_count()) + self._summarised
+
+    def add_summary(self, count: int, low: Any = math.nan, high: Any = math.nan) -> None:
+        """Add *count* samples known only by their bounds (an old timeline bucket's
+        summary): the count and the bounds stay exact, the percentiles no longer do."""
+        if not count:
+            return
+        self.low = nan_min(self.low, _number(low))
+        self.high = nan_max(self.high, _number(high))
+        self._summarised += count
+        self.exact = False
 
     def add(self, encoded: str | None, low: Any = math.nan, high: Any = math.nan) -> None:
         """Add the samples of one encoded histogram, whose exact bounds are *low*, *high*.
@@ -79,12 +100,12 @@ class RunningHist:
         if not encoded or encoded == EMPTY_HIST:
             return
         other = decode_hist(encoded)
-        if not other.get_total_count():
-            return
-        self.low = nan_min(self.low, _number(low))
-        self.high = nan_max(self.high, _number(high))
-        self._hist.add(other)
-        self._encoded = None
+        if other.get_total_count():
+            self.low = nan_min(self.low, _number(low))
+            self.high = nan_max(self.high, _number(high))
+            self._hist.add(other)
+            self._encoded = None
+        release_hist(other)
 
     def encoded(self) -> str:
         """The sum, encoded as the snapshots encode histograms."""

@@ -316,7 +316,7 @@ def _rps_figure(go: Any, run: Mapping[str, Any]) -> Any:
     metrics = run["metrics"]
     timeline = _timeline(run)
     t = [b["t"] for b in timeline]
-    widths = [bucket_width(metrics, b["t"]) for b in timeline]
+    widths = [bucket_width(metrics, b) for b in timeline]
     rps = [safe_ratio(b["count"] + b["failures"], w) for b, w in zip(timeline, widths, strict=True)]
     fps = [safe_ratio(b["failures"], w) for b, w in zip(timeline, widths, strict=True)]
     figure = go.Figure()

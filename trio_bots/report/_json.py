@@ -234,10 +234,11 @@ def _timeline(metrics: Mapping[str, Any], started_wall: Any) -> list[dict[str, A
     rows = []
     for bucket in metrics.get("timeline", ()):
         t = int(bucket["t"])
-        width = bucket_width(metrics, t)
+        width = bucket_width(metrics, bucket)
         rows.append(
             {
                 "t": t,
+                "span": bucket.get("span", 1),
                 "time": None if wall is None else wall + t,
                 "bots": bucket["bots"],
                 "count": bucket["count"],
