@@ -489,9 +489,12 @@ class Bot:
     def measure(self, name: str) -> Measure:
         """Measure the body's latency and success under `name`.
 
-        An `Exception` in the body counts as a failure and is re-raised;
-        cancellation is not recorded. ``m.fail(reason)`` marks the request
-        failed without raising; ``m.add_bytes(sent, received)`` records bytes.
+        An `Exception` in the body counts as a failure and is re-raised
+        (`RequestTimeout` too). A body left by a cancellation, or any other
+        `BaseException`, counts in ``stats[name].cancelled``: not a latency,
+        not a failure. So ``count + failure_count + cancelled`` is every block
+        entered. ``m.fail(reason)`` marks the request failed without raising;
+        ``m.add_bytes(sent, received)`` records bytes.
 
         Example:
             >>> import trio, trio_bots
@@ -670,6 +673,8 @@ class Measure:
                 recorder.record_failure(name, "Failed", extra.failure, bot_id)
         elif issubclass(exc_type, Exception):
             recorder.record_failure(name, exc_type.__name__, str(exc), bot_id)
+        else:  # a cancellation (the stop, or from outside) or another BaseException
+            recorder.record_cancelled(name)
 
 
 class _MeasureExtra:
