@@ -7,13 +7,16 @@ import csv
 import io
 import json
 import math
+import signal
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
-from _faults import Entered, check_reports, live_task_names, open_fds
+from _faults import PYTHON, Entered, check_reports, child_env, live_task_names, open_fds
 from rich.console import Console
 
 import trio_bots
@@ -215,3 +218,55 @@ def test_a_report_that_fails_midway_leaves_the_previous_file_and_no_temporary(
     assert target.read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]
     assert open_fds() == fds
+
+
+KILLED_WRITER = """
+import sys
+from trio_bots.metrics import Recorder
+from trio_bots.report import write_csv, write_html, write_json
+
+rec = Recorder(start_time=0.0)
+for n in range(300):  # a few MB of JSON: the write takes a while
+    for us in range(1, 400):
+        rec.record(f"name-{n}", us * 37)
+    rec.record_failure(f"name-{n}", "OSError", f"reset {n}", n)
+run = {"schema": "trio-bots/1", "time_unit": "s", "run": {}, "thresholds": [],
+       "metrics": rec.snapshot(1.0, bots_running=0, active_seconds=1.0)}
+out = sys.argv[1]
+print("ready", flush=True)
+while True:
+    write_json(run, out + ".json")
+    write_csv(run, out)
+"""
+
+
+def test_a_sigkill_while_reports_are_written_never_leaves_a_truncated_file(
+    tmp_path: Path,
+) -> None:
+    script = tmp_path / "writer.py"
+    script.write_text(KILLED_WRITER)
+    out = tmp_path / "reports" / "run"
+    out.parent.mkdir()
+    for delay in (0.05, 0.2, 0.45, 0.7, 1.1):
+        proc = subprocess.Popen(
+            [PYTHON, str(script), str(out)], stdout=subprocess.PIPE, text=True, env=child_env()
+        )
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+            time.sleep(delay)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+        json_file = out.with_suffix(".json")
+        if json_file.exists():  # the previous file, whole, or none yet
+            assert json.loads(json_file.read_text())["schema"] == "trio-bots/1"
+        for path in out.parent.glob("run_*.csv"):
+            rows = list(csv.reader(path.read_text().splitlines()))
+            assert rows and all(len(row) == len(rows[0]) for row in rows)
+    # a SIGKILL cannot clean up: at most one temporary file per kill stays behind
+    assert len(list(out.parent.glob(".*.tmp"))) <= 5
