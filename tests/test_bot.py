@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import socket
 import ssl
 import struct
@@ -427,10 +428,16 @@ async def test_measure_records_successes_failures_and_bytes(
     assert (stats["ok"].bytes_sent, stats["ok"].bytes_received) == (22, 44)
     assert (stats["soft"].count, stats["soft"].failure_count) == (0, 2)
     assert (stats["hard"].count, stats["hard"].failure_count) == (0, 2)
-    assert "cancelled" not in stats and "base" not in stats
+    # Left by a cancellation or a BaseException: neither a latency nor a failure, but counted.
+    for name in ("cancelled", "base"):
+        assert (stats[name].count, stats[name].failure_count, stats[name].cancelled) == (0, 0, 2)
+        assert math.isnan(stats[name].failure_rate) and math.isnan(stats[name].mean)
+    assert stats["ok"].cancelled == stats["soft"].cancelled == stats["hard"].cancelled == 0
     failures = {(f.name, f.kind, f.message): f.count for f in result.failures}
     assert failures == {("soft", "Failed", "bad reply"): 2, ("hard", "ValueError", "boom"): 2}
     assert stats.total.count == 2 and stats.total.failure_count == 4
+    assert stats.total.cancelled == 4
+    assert stats.total.rps == pytest.approx(6 / stats.total.active_seconds)  # cancelled left out
 
 
 @pytest.mark.trio

@@ -363,7 +363,7 @@ LOCUST_PERCENTILES = ["50%", "66%", "75%", "80%", "90%", "95%", "98%", "99%", "9
 LOCUST_STATS = [
     "Type", "Name", "Request Count", "Failure Count", "Median Response Time",
     "Average Response Time", "Min Response Time", "Max Response Time", "Average Content Size",
-    "Requests/s", "Failures/s", *LOCUST_PERCENTILES, "100%",
+    "Requests/s", "Failures/s", *LOCUST_PERCENTILES, "100%", "Cancelled Count",
 ]  # fmt: skip
 LOCUST_HISTORY = [
     "Timestamp", "User Count", "Type", "Name", "Requests/s", "Failures/s",
@@ -527,9 +527,9 @@ def test_html_report_is_self_contained_with_tables_and_charts(tmp_path: Path) ->
     stats_table = next(t for t in page.tables if t[0][:2] == ["Name", "Requests"])
     rows = {row[0]: row for row in stats_table[1:]}
     s = stats_from_snapshot(run["metrics"])
-    assert rows["login"][6] == format_duration(s["login"].percentile(99))
-    assert rows["search (corrected)"][6] == format_duration(s["search"].percentile(99))
-    assert rows["search (raw)"][6] == format_duration(s["search"].raw.percentile(99))
+    assert rows["login"][7] == format_duration(s["login"].percentile(99))
+    assert rows["search (corrected)"][7] == format_duration(s["search"].percentile(99))
+    assert rows["search (raw)"][7] == format_duration(s["search"].raw.percentile(99))
     assert rows["Aggregated (corrected)"][1] == str(s.total.count + s.total.failure_count)
     failures = next(t for t in page.tables if t[0][:2] == ["Name", "Error"])
     assert failures[2] == ["search", "ValueError: bad [reply] <b>&", "1", "-"]
@@ -697,7 +697,7 @@ def test_html_sums_the_fanout_names_in_one_row_and_json_and_csv_keep_every_name(
     table = next(t for t in page.tables if t[0][:2] == ["Name", "Requests"])
     assert [row[0] for row in table[1:]] == ["say", "Aggregated", "fan-out (40 groups, direct)"]
     assert table[3][1:3] == [str(ROOMS * 3 + 1), "0"]
-    assert table[3][6] == format_duration(expected.percentile(99))
+    assert table[3][7] == format_duration(expected.percentile(99))
     _, page = parse_page(write_html(run, tmp_path / "detail.html", fanout_detail=True))
     table = next(t for t in page.tables if t[0][:2] == ["Name", "Requests"])
     assert len(table) == 1 + 2 + ROOMS + 1  # header, say and Aggregated, the groups, direct

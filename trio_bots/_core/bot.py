@@ -528,12 +528,15 @@ class Bot:
     def measure(self, name: str, tags: Mapping[str, Any] | None = None) -> Measure:
         """Measure the body's latency and success under `name`.
 
-        An `Exception` in the body counts as a failure and is re-raised;
-        cancellation is not recorded. ``m.fail(reason)`` marks the request
-        failed without raising; ``m.add_bytes(sent, received)`` records bytes.
-        `tags` (and those of an enclosing `tagged` block) are dimensions of
-        the measurement: ``stats[name]`` aggregates every tag set, and
-        ``stats.tagged(name)`` gives each one (see ``docs/tags.md``).
+        An `Exception` in the body counts as a failure and is re-raised
+        (`RequestTimeout` too). A body left by a cancellation, or any other
+        `BaseException`, counts in ``stats[name].cancelled``: not a latency,
+        not a failure. So ``count + failure_count + cancelled`` is every block
+        entered. ``m.fail(reason)`` marks the request failed without raising;
+        ``m.add_bytes(sent, received)`` records bytes. `tags` (and those of an
+        enclosing `tagged` block) are dimensions of the measurement:
+        ``stats[name]`` aggregates every tag set, and ``stats.tagged(name)``
+        gives each one (see ``docs/tags.md``).
 
         Example:
             >>> import trio, trio_bots
@@ -763,6 +766,8 @@ class Measure:
                 recorder.record_failure(name, "Failed", extra.failure, bot_id)
         elif issubclass(exc_type, Exception):
             recorder.record_failure(name, exc_type.__name__, str(exc), bot_id)
+        else:  # a cancellation (the stop, or from outside) or another BaseException
+            recorder.record_cancelled(name)
 
 
 class _MeasureExtra:

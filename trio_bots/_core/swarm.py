@@ -116,6 +116,7 @@ class Swarm:
         self._timed_out = False
         self._bots_cancelled = 0
         self._signal: int | None = None
+        self._escaped: BaseException | None = None  # a bot's BaseException, raised at the end
         self._load = runtime.load = make_load(runtime)
         runtime.control = _Control(self)
 
@@ -245,6 +246,26 @@ class Swarm:
         runtime = self._runtime
         runtime.bot_began(state)
         try:
+            await self._run_worker(bot, state, worker)
+        except BaseException as exc:
+            # A KeyboardInterrupt, SystemExit, GeneratorExit or other BaseException (not a
+            # cancellation): cancel the swarm, and raise it from swarm() once every bot has
+            # closed what it owns. asyncio would otherwise let KeyboardInterrupt and
+            # SystemExit skip the other bots' cleanup.
+            if isinstance(exc, anyio.get_cancelled_exc_class()) or isinstance(
+                exc, BaseExceptionGroup
+            ):
+                raise
+            if self._escaped is None:
+                self._escaped = exc
+            self._task_group.cancel_scope.cancel()
+        finally:
+            await bot.close_owned()
+            self._bot_ended(state)
+
+    async def _run_worker(self, bot: Bot, state: BotState, worker: Worker) -> None:
+        runtime = self._runtime
+        try:
             # The worker's awaitable is awaited here, not in a helper coroutine: one frame
             # less that every idle bot would keep for its whole life.
             if runtime.per_bot_stops:
@@ -261,9 +282,6 @@ class Swarm:
         except* Exception as group:
             exc = group.exceptions[0] if len(group.exceptions) == 1 else group
             self._bot_failed(bot, exc)
-        finally:
-            await bot.close_owned()
-            self._bot_ended(state)
 
     def _bot_failed(self, bot: Bot, exc: BaseException) -> None:
         self._bot_failures.append(BotFailure(bot.id, exc))
@@ -491,7 +509,11 @@ def _unwrap(group: BaseExceptionGroup[Any]) -> BaseException:
             leaves.append(exc)
 
     walk(group)
-    return leaves[0] if len(leaves) == 1 else group
+    if len(leaves) == 1:
+        return leaves[0]
+    # Several bots raised a KeyboardInterrupt, SystemExit, ... at once: the first of them
+    # leaves swarm() as itself, never inside a group.
+    return next((leaf for leaf in leaves if not isinstance(leaf, Exception)), group)
 
 
 @asynccontextmanager
@@ -672,6 +694,8 @@ async def _open(
             runtime.data.close()
     if error is not None:
         raise error  # outside the except block, so its own __context__ is kept
+    if swarm._escaped is not None:
+        raise swarm._escaped
     if swarm._aborted and result.bot_failures:
         raise _abort_error(swarm, result)
 

@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import socket
 import ssl
 from typing import Any, Protocol
@@ -59,7 +60,38 @@ def _no_sockets(what: str, network: Any) -> ConfigError:
     )
 
 
+#: OS errors that say the machine, not the target, ran out of something: what to do.
+_LIMITS = {
+    errno.EMFILE: "too many open files (EMFILE): this process is at its fd limit "
+    "(RLIMIT_NOFILE); raise it with `ulimit -n`, or give sockets_per_bot so that the "
+    "swarm's preflight raises it",
+    errno.ENFILE: "too many open files in the system (ENFILE): the machine is at its fd "
+    "limit; raise fs.file-max, or run fewer bots",
+    errno.EADDRNOTAVAIL: "no free local port (EADDRNOTAVAIL): the ephemeral ports are used "
+    "up; widen net.ipv4.ip_local_port_range, enable net.ipv4.tcp_tw_reuse, reuse "
+    "connections, or spread the bots over more target addresses",
+}
+
+
+def _limit(exc: BaseException | None, depth: int = 0) -> str | None:
+    """The teaching message of a resource limit somewhere in `exc`, its group or causes."""
+    if exc is None or depth > 8:
+        return None
+    if isinstance(exc, OSError) and exc.errno in _LIMITS:
+        return _LIMITS[exc.errno]
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _limit(inner, depth + 1)
+            if found:
+                return found
+    return _limit(exc.__cause__, depth + 1)
+
+
 def _reason(exc: BaseException) -> str:
+    # No local address or port in it: the failures of every bot fold into one group.
+    limit = _limit(exc)
+    if limit:
+        return limit
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
     if isinstance(exc, BaseExceptionGroup):

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -55,6 +56,7 @@ from ._run import (
     plan_run,
     report,
 )
+from ._signals import finish_first, handle_sigterm, interrupted_code
 
 _OUT = "Reports and output"
 _SIM = "Simulation (an in-process server)"
@@ -232,12 +234,21 @@ def run(
         if host is not None and host_check and serving is None:
             check_host(host)  # an in-process server needs no check
         outcome = execute(plan, console)
-        code = report(plan, outcome, console)
+        with finish_first() as pending:  # a signal now: finish the reports, then exit
+            code = report(plan, outcome, console)
+        if pending.signum is not None:
+            print("trio-bots: interrupted; the reports were written first", file=sys.stderr)
+            code = 128 + pending.signum
     except CliExit as stop:
         if debug and stop.cause is not None:
             traceback.print_exception(stop.cause, file=sys.stderr)
         print(f"trio-bots: {stop}", file=sys.stderr)
         code = stop.code
+    except KeyboardInterrupt:
+        # Ctrl-C or SIGTERM outside the swarm: while importing, or a second signal while
+        # the reports are written. (typer would make every one of them 130.)
+        print("trio-bots: interrupted", file=sys.stderr)
+        code = interrupted_code()
     raise typer.Exit(code)
 
 
@@ -328,14 +339,20 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         trio-bots ...
         exit code 0
     """
+    previous = signal.getsignal(signal.SIGTERM)
+    handle_sigterm()  # first: a SIGTERM while importing the scenario exits 143, not -15
     try:
         app(args=None if argv is None else list(argv), prog_name="trio-bots")
     except BaseException as exc:
         if isinstance(exc, SystemExit):
             raise
         if _only_interrupts(exc):
-            # Ctrl-C outside the swarm (while importing, or writing reports).
+            # Ctrl-C or SIGTERM outside the swarm (while importing, or a second one
+            # while writing the reports).
             print("trio-bots: interrupted", file=sys.stderr)
-            raise SystemExit(130) from None
+            raise SystemExit(interrupted_code()) from None
         raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     raise SystemExit(EXIT_OK)

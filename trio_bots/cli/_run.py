@@ -33,6 +33,7 @@ from .._errors import ConfigError, SwarmAborted
 from ._flags import flag_options, flag_spelling
 from ._live import ViewMode, watch_swarm
 from ._parse import load_handler, load_scenario
+from ._signals import interrupted_code
 
 #: Exit codes (docs/cli.md); a signal exits 128 + its number (130, 143).
 EXIT_OK = 0
@@ -99,10 +100,23 @@ class Outcome:
     result: Any
     aborted: SwarmAborted | None = None
     threshold_results: list[Any] = field(default_factory=list)
+    #: A BaseException (not an Exception) that a bot raised and that ended the swarm.
+    escaped: BaseException | None = None
 
     def code(self) -> int:
-        """The exit code: signal (130/143) > aborted (3) > threshold failed (1) > 0."""
+        """The exit code: signal (130/143) > aborted (3) > threshold failed (1) > 0.
+
+        A bot's ``KeyboardInterrupt`` exits 130, its ``SystemExit(n)`` exits n, and
+        any other BaseException 3, as an abort.
+        """
         result = self.result
+        escaped = self.escaped
+        if isinstance(escaped, KeyboardInterrupt):
+            return interrupted_code()
+        if isinstance(escaped, SystemExit):
+            return _system_exit_code(escaped)
+        if escaped is not None:
+            return EXIT_ABORTED
         if result is not None and result.interrupted and result.signal is not None:
             return 128 + int(result.signal)
         if self.aborted is not None or (result is not None and result.aborted):
@@ -297,6 +311,8 @@ async def _drive(plan: Plan, console: Console) -> Outcome:
     running: Any = None
     aborted: SwarmAborted | None = None
     failed: Exception | None = None
+    escaped: BaseException | None = None
+    cancelled = anyio.get_cancelled_exc_class()
     async with contextlib.AsyncExitStack() as stack:
         if plan.serve is not None:
             handler, host, port = plan.serve
@@ -309,12 +325,25 @@ async def _drive(plan: Plan, console: Console) -> Outcome:
             aborted = exc
         except Exception as exc:  # re-raised below, outside the task group
             failed = exc
+        except BaseException as exc:
+            # A bot's KeyboardInterrupt, SystemExit, GeneratorExit or own BaseException
+            # ended the swarm: report the run, then exit with its code. Never a cancellation.
+            if isinstance(exc, cancelled) or running is None or running.result is None:
+                raise
+            escaped = exc
         finally:
             task_group.cancel_scope.cancel()  # the live view
     if failed is not None:
         raise failed
     result = aborted.result if aborted is not None else running.result
-    return Outcome(result=result, aborted=aborted)
+    return Outcome(result=result, aborted=aborted, escaped=escaped)
+
+
+def _system_exit_code(exc: SystemExit) -> int:
+    """The process exit code of `exc`, as Python gives it: None is 0, text is 1."""
+    if exc.code is None:
+        return EXIT_OK
+    return exc.code if isinstance(exc.code, int) else 1
 
 
 def report(plan: Plan, outcome: Outcome, console: Console) -> int:
@@ -340,7 +369,17 @@ def report(plan: Plan, outcome: Outcome, console: Console) -> int:
         except (OSError, ConfigError) as exc:
             print(f"trio-bots: error: cannot write {path}: {exc}", file=sys.stderr)
             code = code or EXIT_USAGE
-    if outcome.aborted is not None:
+    if outcome.escaped is not None:
+        escaped = outcome.escaped
+        name = type(escaped).__name__
+        what = f"{name}: {escaped}" if str(escaped) else name
+        print(f"trio-bots: a bot raised {what}; the swarm was cancelled", file=sys.stderr)
+        where = _where(escaped)
+        if where:
+            print(f"  {where}  (--debug shows the traceback)", file=sys.stderr)
+        if plan.debug:
+            traceback.print_exception(escaped, file=sys.stderr)
+    elif outcome.aborted is not None:
         print(f"trio-bots: aborted: {outcome.aborted}", file=sys.stderr)
         where = _where(outcome.aborted.__cause__)
         if where:

@@ -34,7 +34,7 @@ import itertools
 import math
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from ._format import format_percentile_label
 from ._hdr import (
@@ -68,6 +68,13 @@ TIERS: tuple[tuple[int, int], ...] = ((1, 0), (10, 600), (60, 6 * 3600))
 ENTRY_PERCENTILES = (50, 90, 99, 99.9)
 #: The percentiles of a bucket's request totals (p95 is the charts' line).
 BUCKET_PERCENTILES = (50, 90, 95, 99, 99.9)
+#: The most distinct failure groups (name, kind, message) a run keeps; the rest of a
+#: name's failures are counted in its one "other" group.
+MAX_FAILURE_GROUPS: Final = 1000
+OTHER_KIND: Final = "Other"
+OTHER_MESSAGE: Final = (
+    f"failures beyond the first {MAX_FAILURE_GROUPS} distinct (type, message) groups"
+)
 
 
 class _Series:
@@ -76,6 +83,7 @@ class _Series:
     __slots__ = (
         "bytes_received",
         "bytes_sent",
+        "cancelled",
         "cum",
         "cum_encoded",
         "failure_count",
@@ -99,6 +107,7 @@ class _Series:
         self.raw_cum: Any = None
         self.failure_count = 0
         self.interval_failures = 0
+        self.cancelled = 0  # measure() blocks cut off by a cancellation, not latencies
         self.bytes_sent = 0
         self.bytes_received = 0
         self.min_us = sys.maxsize  # exact bounds of what is folded into cum
@@ -161,6 +170,7 @@ class _Series:
             "kind": self.kind,
             "count": count,
             "failure_count": self.failure_count,
+            "cancelled": self.cancelled,
             "hist": hist,
             "raw_hist": raw_hist,
             "bytes_sent": self.bytes_sent,
@@ -224,6 +234,7 @@ class Recorder:
         self._recorded: dict[str, list[int]] = {}
         self._pending: dict[str, dict[int, int]] = {}
         self._failures: dict[tuple[str, str, str], list[Any]] = {}  # [count, first_bot, first_t]
+        self._distinct_failures = 0  # groups in _failures that are not an "other" group
         self._new_failures: list[list[Any]] = []  # groups whose first_t the next tick sets
         self._counters: dict[str, int] = {}
         self._gauges: dict[str, float] = {}
@@ -272,15 +283,30 @@ class Recorder:
         series.raw_interval.record_value(clamp_us(raw_us))
 
     def record_failure(self, name: str, kind: str, message: str, bot_id: int | None) -> None:
-        """Count one failed request, grouped by (name, kind, message)."""
+        """Count one failed request, grouped by (name, kind, message).
+
+        At most `MAX_FAILURE_GROUPS` groups are kept over the run; the failures of
+        any further (kind, message) fold into one `OTHER_KIND` group per name.
+        """
         series = self._get(name)
         series.failure_count += 1
         series.interval_failures += 1
-        group = self._failures.get((name, kind, message))
+        key = (name, kind, message)
+        group = self._failures.get(key)
         if group is None:
-            group = self._failures[(name, kind, message)] = [0, bot_id, None]
-            self._new_failures.append(group)
+            if self._distinct_failures >= MAX_FAILURE_GROUPS:
+                key = (name, OTHER_KIND, OTHER_MESSAGE)
+                group = self._failures.get(key)
+            else:
+                self._distinct_failures += 1
+            if group is None:
+                group = self._failures[key] = [0, bot_id, None]
+                self._new_failures.append(group)
         group[0] += 1
+
+    def record_cancelled(self, name: str) -> None:
+        """Count one request under ``name`` cut off by a cancellation (not a latency)."""
+        self._get(name).cancelled += 1
 
     def record_fanout(self, name: str, latency_us: int) -> None:
         """Record one message delivery latency; batched until the next tick."""
@@ -534,6 +560,40 @@ def _merge_timelines(*timelines: Sequence[Mapping[str, Any]]) -> list[dict[str, 
     return merged
 
 
+def bound_failures(failures: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Failure groups, most frequent first, at most `MAX_FAILURE_GROUPS` of them plus
+    one `OTHER_KIND` group per name, which sums the counts of the groups left out.
+
+    Example:
+        >>> many = [{"name": "get", "kind": "OSError", "message": f"port {i}", "count": 1,
+        ...          "first_bot": i, "first_t": 0} for i in range(MAX_FAILURE_GROUPS + 5)]
+        >>> kept = bound_failures(many)
+        >>> len(kept), kept[0]["kind"], kept[0]["count"]  # most frequent first
+        (1001, 'Other', 5)
+    """
+    ordered = sorted_failures(failures)
+    distinct = [f for f in ordered if f["kind"] != OTHER_KIND or f["message"] != OTHER_MESSAGE]
+    if len(distinct) <= MAX_FAILURE_GROUPS:
+        return ordered
+    kept = distinct[:MAX_FAILURE_GROUPS]
+    kept_ids = {id(f) for f in kept}
+    others: dict[str, dict[str, Any]] = {}
+    for f in ordered:
+        if id(f) in kept_ids:
+            continue
+        other = others.get(f["name"])
+        if other is None:
+            others[f["name"]] = {**f, "kind": OTHER_KIND, "message": OTHER_MESSAGE}
+        else:
+            first = min(other, f, key=_first_key)
+            other.update(
+                count=other["count"] + f["count"],
+                first_bot=first["first_bot"],
+                first_t=first.get("first_t"),
+            )
+    return sorted_failures([*kept, *others.values()])
+
+
 def _first_key(f: Mapping[str, Any]) -> tuple[float, bool, int]:
     # earliest second first; within it the lowest bot id, so merge is commutative
     first_t, bot = f.get("first_t"), f["first_bot"]
@@ -548,6 +608,7 @@ def _merge_name(x: Mapping[str, Any], y: Mapping[str, Any]) -> dict[str, Any]:
         "kind": "request" if "request" in (x["kind"], y["kind"]) else x["kind"],
         "count": x["count"] + y["count"],
         "failure_count": x["failure_count"] + y["failure_count"],
+        "cancelled": x.get("cancelled", 0) + y.get("cancelled", 0),
         "hist": sum_dist([x["hist"], y["hist"]])[0],
         "raw_hist": raw_hist,
         "bytes_sent": x["bytes_sent"] + y["bytes_sent"],
@@ -611,7 +672,7 @@ def merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
         "active_seconds": max(a["active_seconds"], b["active_seconds"]),
         "bots_running": a["bots_running"] + b["bots_running"],
         "names": names,
-        "failures": sorted_failures(list(groups.values())),
+        "failures": bound_failures(list(groups.values())),
         "counters": dict(sorted(counters.items())),
         "gauges": dict(sorted(gauges.items())),
         "timeline": _merge_timelines(a["timeline"], b["timeline"]),

@@ -40,6 +40,10 @@ class Stats:
 
     Counts and bytes are ints; times are float seconds, NaN when there are
     no successful samples (failed requests never enter the histogram).
+    ``cancelled`` counts the ``measure()`` blocks cut off by a cancellation
+    (the stop's, or one from outside): they are neither successes nor
+    failures, so ``count + failure_count + cancelled`` is every block
+    entered, and ``rps`` and ``failure_rate`` leave them out.
     Percentiles and the mean have the histogram's 3-digit resolution
     (hdrh semantics: the highest value equivalent to the sample), clamped
     into the exact min and max. ``rps`` is ``(count + failure_count) /
@@ -51,8 +55,10 @@ class Stats:
         >>> rec = Recorder(0.0)
         >>> rec.record("get", 1500)
         >>> s = stats_from_snapshot(rec.snapshot(2.0, bots_running=0, active_seconds=2.0))["get"]
-        >>> s.count, s.rps, s.mean, s.failure_rate
-        (1, 0.5, 0.0015, 0.0)
+        >>> rec.record_cancelled("get")
+        >>> s = stats_from_snapshot(rec.snapshot(2.0, bots_running=0, active_seconds=2.0))["get"]
+        >>> s.count, s.cancelled, s.rps, s.mean, s.failure_rate
+        (1, 1, 0.5, 0.0015, 0.0)
         >>> s.raw is s
         True
     """
@@ -64,6 +70,7 @@ class Stats:
         kind: str = "request",
         count: int = 0,
         failure_count: int = 0,
+        cancelled: int = 0,
         active_seconds: float = 0.0,
         hists: Iterable[str] = (),
         low: float = NAN,
@@ -76,6 +83,7 @@ class Stats:
         self.kind = kind
         self.count = count
         self.failure_count = failure_count
+        self.cancelled = cancelled
         self.active_seconds = active_seconds
         self.bytes_sent = bytes_sent
         self.bytes_received = bytes_received
@@ -86,6 +94,7 @@ class Stats:
     def __repr__(self) -> str:
         return (
             f"<Stats {self.name!r} count={self.count} failures={self.failure_count} "
+            f"cancelled={self.cancelled} "
             f"p50={self.percentile(50):.6g}s p99={self.percentile(99):.6g}s>"
         )
 
@@ -145,6 +154,7 @@ class Stats:
             kind=self.kind,
             count=self.count,
             failure_count=self.failure_count,
+            cancelled=self.cancelled,
             active_seconds=self.active_seconds,
             hists=self._raw_hists,
             bytes_sent=self.bytes_sent,
@@ -277,6 +287,7 @@ class StatsMap(Mapping[str, Stats]):
             kind=kind,
             count=sum(s.count for s in parts),
             failure_count=sum(s.failure_count for s in parts),
+            cancelled=sum(s.cancelled for s in parts),
             active_seconds=self._active_seconds,
             hists=[h for s in parts for h in s._hists],
             low=low,
@@ -305,6 +316,7 @@ def stats_from_snapshot(snapshot: Mapping[str, Any]) -> StatsMap:
                 kind=d["kind"],
                 count=d["count"],
                 failure_count=d["failure_count"],
+                cancelled=d.get("cancelled", 0),
                 active_seconds=active,
                 hists=(d["hist"],),
                 low=d.get("min", NAN),

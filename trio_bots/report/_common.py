@@ -9,9 +9,14 @@ metrics' formatters (`trio_bots.metrics.format_value`), as in
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
+import os
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, TypeAlias
 
 from .._errors import ConfigError
@@ -195,6 +200,7 @@ def summary_line(run: Mapping[str, Any]) -> str:
         f" (size {info.get('size', 0)})",
         f"{total.count + total.failure_count} requests",
         f"{total.failure_count} failures",
+        *((f"{total.cancelled} cancelled",) if total.cancelled else ()),
         f"{len(info.get('bot_failures') or ())} bot failures",
         f"dropped {info.get('dropped_messages', 0)} messages"
         f" / {info.get('dropped_arrivals', 0)} arrivals",
@@ -248,3 +254,39 @@ def bucket_width(metrics: Mapping[str, Any], bucket: Mapping[str, Any]) -> float
 def safe_ratio(numerator: float, denominator: float) -> float:
     """numerator / denominator, 0.0 when the denominator is not positive."""
     return numerator / denominator if denominator > 0 else 0.0
+
+
+def write_atomic(path: Path, text: str) -> Path:
+    """Write *text* to *path* all at once: a temporary file beside it, then a rename.
+
+    A crash (even a SIGKILL) while writing leaves the previous file, or none,
+    never a truncated one; an exception (a second Ctrl-C) removes the
+    temporary file. The new file gets the mode that ``open(path, "w")`` gives.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     out = write_atomic(pathlib.Path(tmp) / "a.txt", "one\\n")
+        ...     out.read_text(), sorted(p.name for p in pathlib.Path(tmp).iterdir())
+        ('one\\n', ['a.txt'])
+    """
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o666 & ~_umask())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    return path
+
+
+@functools.cache
+def _umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask

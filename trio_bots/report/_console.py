@@ -162,7 +162,9 @@ def _table(title: str, plain: bool) -> Table:
 def _stats_table(rows: Sequence[StatRow], plain: bool) -> Table:
     table = _table("Requests (latency of successful requests)", plain)
     table.add_column("Name", overflow="fold")
-    for header in ("Requests", "Failures", "RPS"):
+    # The cancelled column only when the stop cut requests off: a plain run keeps its width.
+    cancelled = any(row.stats.cancelled for row in rows)
+    for header in ("Requests", "Failures", *(("Cancelled",) if cancelled else ()), "RPS"):
         table.add_column(header, justify="right")
     for q in CONSOLE_PERCENTILES:
         table.add_column(format_percentile_label(q), justify="right")
@@ -177,6 +179,7 @@ def _stats_table(rows: Sequence[StatRow], plain: bool) -> Table:
             Text(row.label),
             str(row.requests),
             failures,
+            *((str(s.cancelled),) if cancelled else ()),
             format_rate(s.rps),
             *(format_duration(s.percentile(q)) for q in CONSOLE_PERCENTILES),
             format_duration(s.max),

@@ -7,6 +7,7 @@ use Locust's column names, so tools written for ``locust --csv`` read them.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -22,6 +23,7 @@ from ._common import (
     run_info,
     safe_ratio,
     stat_rows,
+    write_atomic,
 )
 from ._hist import RunningHist, hist_stats
 
@@ -42,6 +44,7 @@ STATS_COLUMNS = [
     "Requests/s",
     "Failures/s",
     *_PERCENTILE_COLUMNS,
+    "Cancelled Count",  # ours: after Locust's columns, so its readers keep working
 ]
 FAILURES_COLUMNS = ["Method", "Name", "Error", "Occurrences"]
 HISTORY_COLUMNS = [
@@ -112,10 +115,11 @@ def write_csv(
 
 
 def _write(path: Path, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as file:
-        writer = csv.writer(file)
-        writer.writerow(columns)
-        writer.writerows(rows)
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(columns)
+    writer.writerows(rows)
+    write_atomic(path, text.getvalue())
 
 
 def _ms(seconds: float) -> float:
@@ -154,6 +158,7 @@ def _stats_rows(run: Mapping[str, Any]) -> list[list[object]]:
                 s.rps,
                 safe_ratio(s.failure_count, active),
                 *percentiles,
+                s.cancelled,
             ]
         )
     return rows

@@ -36,6 +36,7 @@ from ._common import (
     stat_rows,
     summary_line,
     thresholds,
+    write_atomic,
 )
 
 #: The ids of the four chart containers, in page order.
@@ -149,7 +150,7 @@ def write_html(run: RunLike, path: str | os.PathLike[str], *, fanout_detail: boo
             )
         )
     target = Path(path)
-    target.write_text(_page(data, charts, fanout_detail), encoding="utf-8")
+    write_atomic(target, _page(data, charts, fanout_detail))
     return target
 
 
@@ -222,7 +223,7 @@ def _run_table(info: Mapping[str, Any]) -> str:
 
 
 def _stats_table(run: Mapping[str, Any], fanout_detail: bool) -> str:
-    headers = ["Name", "Requests", "Failures", "RPS"]
+    headers = ["Name", "Requests", "Failures", "Cancelled", "RPS"]
     headers += [format_percentile_label(q) for q in CONSOLE_PERCENTILES]
     headers += ["Max"]
     body = []
@@ -234,6 +235,7 @@ def _stats_table(run: Mapping[str, Any], fanout_detail: bool) -> str:
             _cell(row.label, "text"),
             _cell(row.requests),
             _cell(s.failure_count, "fail" if s.failure_count and not row.raw else ""),
+            _cell(s.cancelled),
             _cell(format_rate(s.rps)),
             *(_cell(format_duration(s.percentile(q))) for q in CONSOLE_PERCENTILES),
             _cell(format_duration(s.max)),

@@ -28,6 +28,7 @@ from ._common import (
     run_info,
     safe_ratio,
     thresholds,
+    write_atomic,
 )
 
 #: The percentiles of each name in the JSON report, and their keys.
@@ -140,11 +141,8 @@ def write_json(run: RunLike, path: str | os.PathLike[str]) -> Path:
         's'
     """
     doc = to_json_dict(run)
-    target = Path(path)
-    with target.open("w", encoding="utf-8") as file:
-        json.dump(doc, file, indent=1, allow_nan=False, ensure_ascii=False)
-        file.write("\n")
-    return target
+    text = json.dumps(doc, indent=1, allow_nan=False, ensure_ascii=False) + "\n"
+    return write_atomic(Path(path), text)
 
 
 def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -216,6 +214,7 @@ def _stats_entry(
         "kind": kind,
         "count": stats.count,
         "failure_count": stats.failure_count,
+        "cancelled": stats.cancelled,
         "rps": stats.rps,
         "bytes_sent": stats.bytes_sent,
         "bytes_received": stats.bytes_received,
