@@ -32,6 +32,7 @@ from .messaging import Messaging
 from .options import preflight_fds, validate_options
 from .result import BotFailure, SwarmResult, SwarmStatistics
 from .runtime import BotState, Runtime, Tick
+from .trace import TracedBot, tracer_for_run
 
 Worker = Callable[[Bot], Awaitable[Any]]
 
@@ -204,7 +205,12 @@ class Swarm:
         """Start one more bot now; ids are given in start order."""
         runtime = self._runtime
         state = runtime.new_bot()
-        bot = Bot(self, state, runtime, self._messaging)
+        tracer = runtime.tracer
+        trace = None if tracer is None else tracer.for_bot(state.id)
+        if trace is None:
+            bot = Bot(self, state, runtime, self._messaging)
+        else:
+            bot = TracedBot(self, state, runtime, self._messaging, trace)
         self._messaging.add(state)
         # One shared name: trio would build a string per task (~60 bytes a bot).
         self._task_group.start_soon(
@@ -239,6 +245,8 @@ class Swarm:
 
     def _bot_failed(self, bot: Bot, exc: BaseException) -> None:
         self._bot_failures.append(BotFailure(bot.id, exc))
+        if self._runtime.tracer is not None:
+            self._runtime.tracer.bot_failed(bot.id, exc)
         bot.log.debug("failed: %s: %s", type(exc).__name__, exc)
         if self._max_failures is not None and len(self._bot_failures) > self._max_failures:
             if not self._aborted:
@@ -549,6 +557,7 @@ async def _open(
             )
         preflight_fds(size, options)
         runtime = Runtime(options, current_backend(), size=size)
+        runtime.tracer = tracer_for_run(options, runtime)  # opens no file: before the data
         runtime.data = feeder_for_run(size, options)
         swarm = Swarm(worker, runtime)
     except BaseException:
@@ -570,6 +579,8 @@ async def _open(
         close_unstarted(awaitables)
         if runtime.data is not None:
             runtime.data.close()
+        if runtime.tracer is not None:
+            runtime.tracer.close()
     if error is not None:
         raise error  # outside the except block, so its own __context__ is kept
     if swarm._aborted and result.bot_failures:
