@@ -338,3 +338,48 @@ def test_the_docs_page_runs() -> None:
     page = Path(__file__).parent.parent / "docs" / "traces.md"
     failed, attempted = doctest.testfile(str(page), module_relative=False)
     assert attempted and not failed
+
+
+@pytest.mark.trio
+async def test_the_protocol_helpers_annotate_their_frames(tmp_path: Path) -> None:
+    from trio_bots.protocols import framing, http, resp, testing, websocket
+
+    async def worker(bot: trio_bots.Bot) -> None:
+        host = bot.swarm.host
+        if bot.id == 0:
+            client = await http.connect(bot, f"http://{host}")
+            await client.post("/item", body=b"abc")
+        elif bot.id == 1:
+            ws = await websocket.connect(bot, f"ws://{host}/chat")
+            await ws.send("hello")
+            await ws.receive()
+            await ws.aclose()
+        else:
+            redis = await resp.connect(bot, f"redis://{host}")
+            await redis.execute("SET", "k", "v")
+            a, _ = trio.testing.memory_stream_pair()
+            await framing.LengthPrefixed(bot.own(a)).send(b"xyz")
+
+    notes: dict[int, list[str]] = {}
+    servers = {0: testing.http_echo, 1: testing.websocket_echo, 2: testing.FakeRedis().handle}
+    with trio.fail_after(10):
+        for bot_id, handler in servers.items():
+            async with testing.open_server(handler) as host:
+                await trio_bots.swarm(
+                    lambda bot, i=bot_id: worker(bot) if bot.id == i else trio.sleep(0),
+                    3,
+                    host=host,
+                    trace_bots=[bot_id],
+                    trace_dir=str(tmp_path),
+                )
+            events = read_trace(tmp_path / f"trace-{bot_id}.log")
+            notes[bot_id] = [str(e.payload) for e in events if e.kind == "note"]
+    request, response = notes[0]
+    assert request.startswith("http > POST /item HTTP/1.1\r\nHost: ")
+    assert request.endswith(" + 3 body bytes")
+    assert response.startswith("http < HTTP/1.1 200 OK\r\n")
+    assert notes[1][0].startswith("ws > upgrade ws://")
+    assert "ws > text 'hello'" in notes[1]
+    assert "ws < text 'hello'" in notes[1]
+    assert any(n.startswith("ws > close 1000") for n in notes[1])
+    assert notes[2] == ["resp > SET k v", "resp < 'OK'", "frame > 3 bytes"]

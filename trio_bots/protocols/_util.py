@@ -185,12 +185,12 @@ def annotator(stream: Any) -> Callable[[str], None] | None:
     return annotate if callable(annotate) else None
 
 
-def shown(data: bytes | bytearray | memoryview | str) -> str:
-    """`data` as readable text for a transcript note, cut at `NOTE_LIMIT` characters.
+def shown(data: bytes | bytearray | memoryview | str, limit: int = NOTE_LIMIT) -> str:
+    """`data` as readable text for a transcript note, cut at `limit` characters.
 
     Example:
         >>> shown(b"GET / HTTP/1.1\xff")
         'GET / HTTP/1.1\\xff'
     """
     text = data if isinstance(data, str) else bytes(data).decode("utf-8", "backslashreplace")
-    return text if len(text) <= NOTE_LIMIT else text[:NOTE_LIMIT] + f"... ({len(text)} chars)"
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
