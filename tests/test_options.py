@@ -257,6 +257,7 @@ def test_run_has_one_flag_per_declared_option() -> None:
         "csv_prefix",
         "html_file",
         "fanout_detail",
+        "by_tag",
         "no_live",
         "quiet",
         "debug",

@@ -216,6 +216,7 @@ class TracedStream:
 
     Example:
         >>> import trio, trio.testing
+        >>> from trio_bots._core.trace import Tracer
         >>> trace = Tracer(trace_failures=10, clock=lambda: 1.5, start_time=1.0).for_bot(7)
         >>> async def main():
         ...     a, b = trio.testing.memory_stream_pair()

@@ -50,6 +50,7 @@ from ._run import (
     Flags,
     check_host,
     check_outputs,
+    check_tag_key,
     execute,
     plan_run,
     report,
@@ -159,6 +160,16 @@ def run(
             rich_help_panel=_OUT,
         ),
     ] = False,
+    by_tag: Annotated[
+        str | None,
+        typer.Option(
+            "--by-tag",
+            metavar="KEY",
+            help="Break each tagged name down by tag KEY in the console report ('*': every "
+            "tag set).",
+            rich_help_panel=_OUT,
+        ),
+    ] = None,
     no_live: Annotated[
         bool,
         typer.Option(
@@ -199,6 +210,7 @@ def run(
         plan.quiet = quiet
         plan.debug = debug
         plan.fanout_detail = fanout_detail
+        plan.by_tag = check_tag_key(by_tag)
         plan.view = "off" if quiet else "plain" if no_live or not console.is_terminal else "live"
         host = swarm_flags.get("host")
         if host is not None and host_check:

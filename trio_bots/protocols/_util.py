@@ -189,8 +189,8 @@ def shown(data: bytes | bytearray | memoryview | str, limit: int = NOTE_LIMIT) -
     """`data` as readable text for a transcript note, cut at `limit` characters.
 
     Example:
-        >>> shown(b"GET / HTTP/1.1\xff")
-        'GET / HTTP/1.1\\xff'
+        >>> shown(b"GET / HTTP/1.1\\xff")
+        'GET / HTTP/1.1\\\\xff'
     """
     text = data if isinstance(data, str) else bytes(data).decode("utf-8", "backslashreplace")
     return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
