@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 
 import trio_bots
@@ -185,3 +186,84 @@ def test_the_docs_page_runs() -> None:
     failed, attempted = doctest.testfile(str(page), module_relative=False)
     assert attempted > 5
     assert failed == 0
+
+
+# -- reports ---------------------------------------------------------------------------------
+
+
+def test_console_breaks_names_down_by_a_tag_key_or_by_tag_set() -> None:
+    import io
+
+    from rich.console import Console
+
+    from trio_bots.report import render_console
+
+    data = run(regional, 4).to_dict()
+
+    def text(**kwargs: Any) -> list[str]:
+        out = io.StringIO()
+        render_console(data, Console(file=out, width=140), **kwargs)
+        return [line.rstrip() for line in out.getvalue().splitlines()]
+
+    plain = text()
+    assert not any(line.lstrip().startswith("region=") for line in plain)
+    assert any(line.startswith("tags: region, tier; by_tag=KEY (trio-bots run") for line in plain)
+    by_region = text(by_tag="region")
+    names = [line.split()[0] for line in by_region if line and line[0] != " "][2:5]
+    assert names == ["GET", "plain", "Aggregated"]
+    rows = {line.split()[0]: line.split()[1] for line in by_region if line.startswith("  ")}
+    assert rows == {"region=eu": "2", "region=us": "2"}
+    index = next(i for i, line in enumerate(by_region) if line.startswith("GET /item"))
+    assert by_region[index + 1].startswith("  region=eu ")
+    assert by_region[index + 2].startswith("  region=us ")
+    every = [line.split()[0] for line in text(by_tag="*") if line.startswith("  ")]
+    assert every == ["region=eu", "region=eu,tier=gold", "region=us"]
+
+
+def test_json_csv_and_html_carry_the_tags_as_columns(tmp_path: Any) -> None:
+    import csv
+
+    from trio_bots.report import read_json, to_json_dict, write_csv, write_html, write_json
+
+    result = run(regional, 4)
+    doc = to_json_dict(result)
+    assert doc["schema"] == "trio-bots/1"
+    assert sorted(doc["stats"]) == ["GET /item", "plain"]  # the name rows, as before
+    assert doc["tag_keys"] == ["region", "tier"]
+    rows = [(r["name"], r["tags"], r["count"], r["kind"]) for r in doc["tag_stats"]]
+    assert rows == [
+        ("GET /item", {"region": "eu"}, 1, "tag"),
+        ("GET /item", {"region": "eu", "tier": "gold"}, 1, "tag"),
+        ("GET /item", {"region": "us"}, 2, "tag"),
+    ]
+    assert doc["tag_stats"][2]["max"] == pytest.approx(0.1, rel=0.01)
+    assert doc["tag_stats"][0]["hist"]  # each tag set's histogram, for merging later
+    assert read_json(write_json(result, tmp_path / "run.json"))["tag_stats"] == doc["tag_stats"]
+
+    paths = write_csv(result, tmp_path / "run")
+    assert [p.name for p in paths] == [
+        "run_stats.csv", "run_failures.csv", "run_history.csv", "run_tags.csv",
+    ]  # fmt: skip
+    tagged = list(csv.DictReader(paths[3].read_text().splitlines()))
+    assert [(r["Type"], r["Name"], r["region"], r["tier"], r["Request Count"]) for r in tagged] == [
+        ("tag", "GET /item", "eu", "", "1"),
+        ("tag", "GET /item", "eu", "gold", "1"),
+        ("tag", "GET /item", "us", "", "2"),
+    ]
+    stats_rows = list(csv.DictReader(paths[0].read_text().splitlines()))
+    assert [r["Name"] for r in stats_rows] == ["GET /item", "plain", "Aggregated"]
+    untagged = run(lambda bot: bot.step(), 1)
+    assert len(write_csv(untagged, tmp_path / "plain")) == 3
+
+    pytest.importorskip("plotly")
+    page = write_html(result, tmp_path / "run.html").read_text()
+    assert "<h2>Tags</h2>" in page
+    assert page.count('<tr class="tag">') == 3
+
+
+def test_the_by_tag_flag_is_checked() -> None:
+    from trio_bots.cli._run import CliExit, check_tag_key
+
+    assert check_tag_key("*") == "*"
+    with pytest.raises(CliExit, match="a tag key is an identifier"):
+        check_tag_key("a b")

@@ -28,6 +28,9 @@ from ._core.result import SwarmResult as SwarmResult
 from ._core.result import SwarmStatistics as SwarmStatistics
 from ._core.runtime import Tick as Tick
 from ._core.swarm import Swarm as Swarm
+from ._core.trace import TracedStream as TracedStream
+from ._core.trace import TraceEvent as TraceEvent
+from ._core.trace import read_trace as read_trace
 from ._core.transport import UDPConnection as UDPConnection
 from ._errors import BotGone as BotGone
 from ._errors import ConfigError as ConfigError
@@ -89,6 +92,8 @@ __all__ = [
     "Tick",
     "TimelineBucket",
     "TimelineName",
+    "TraceEvent",
+    "TracedStream",
     "TrioBotsError",
     "UDPConnection",
     "assert_thresholds",
@@ -99,6 +104,7 @@ __all__ = [
     "merge",
     "open_swarm",
     "parse_threshold",
+    "read_trace",
     "recv_all",
     "recv_from",
     "recv_group",

@@ -749,9 +749,12 @@ class Measure:
             timed_out = bool(scope.cancelled_caught)
         if extra.sent or extra.received:
             recorder.add_bytes(name, extra.sent, extra.received)
+        tracer = runtime.tracer
         if timed_out:
             message = f"{name!r} took longer than request_timeout={runtime.request_timeout} s"
             recorder.record_failure(name, "RequestTimeout", message, bot_id)
+            if tracer is not None:
+                tracer.request_failed(bot_id, name, f"RequestTimeout: {message}")
             raise RequestTimeout(message) from None
         if exc_type is None:
             if extra.failure is None:
@@ -764,8 +767,12 @@ class Measure:
                     recorder.record(name, int(elapsed * 1_000_000))
             else:
                 recorder.record_failure(name, "Failed", extra.failure, bot_id)
+                if tracer is not None:
+                    tracer.request_failed(bot_id, name, extra.failure)
         elif issubclass(exc_type, Exception):
             recorder.record_failure(name, exc_type.__name__, str(exc), bot_id)
+            if tracer is not None:
+                tracer.request_failed(bot_id, name, f"{exc_type.__name__}: {exc}")
         else:  # a cancellation (the stop, or from outside) or another BaseException
             recorder.record_cancelled(name)
 

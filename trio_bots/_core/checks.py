@@ -320,3 +320,28 @@ class Processes(Check):
 
     def describe(self) -> str:
         return 'int >= 1, or "auto" (one per CPU)'
+
+
+@dataclass(frozen=True)
+class BotIds(Check):
+    """Bot ids: a list (or any iterable) of ints >= 0, as a sorted tuple without repeats.
+
+    Example:
+        >>> BotIds()("trace_bots", [3, 0, 3])
+        (0, 3)
+        >>> BotIds()("trace_bots", 2)
+        Traceback (most recent call last):
+        ...
+        trio_bots.ConfigError: trace_bots must be a list of bot ids such as [0, 5], got 2
+    """
+
+    kind: ClassVar[type] = int
+
+    def __call__(self, name: str, value: Any) -> tuple[int, ...]:
+        if isinstance(value, str | bytes | Mapping) or not hasattr(value, "__iter__"):
+            raise ConfigError(f"{name} must be a list of bot ids such as [0, 5], got {value!r}")
+        ids = [_integer(f"{name} id", item, minimum=0) for item in value]
+        return tuple(sorted(set(ids)))
+
+    def describe(self) -> str:
+        return "[bot id, ...]"

@@ -41,6 +41,7 @@ from typing import Any, Protocol
 from .._errors import ConfigError
 from .checks import (
     Boolean,
+    BotIds,
     Check,
     Choice,
     DataSource,
@@ -92,6 +93,10 @@ class Flag:
         panel: the ``--help`` panel; None: the default one.
         show_default: the default as ``--help`` shows it; None: derived
             from the option's default (nothing shown for None).
+        name: the flag, when it is not the option's name (``--trace-bot``
+            for ``trace_bots``); None: ``--`` and the name, dashed.
+        repeatable: the flag may be given several times, each adding one
+            item to a list.
     """
 
     help: str
@@ -99,6 +104,8 @@ class Flag:
     parse: TextParser | None = None
     panel: str | None = None
     show_default: str | None = None
+    name: str | None = None
+    repeatable: bool = False
 
 
 @dataclass(frozen=True)
@@ -140,7 +147,9 @@ class OptionSpec:
     @property
     def flag_name(self) -> str | None:
         """``--stop-grace`` for ``stop_grace``; None for a Python-only option."""
-        return None if self.flag is None else "--" + self.name.replace("_", "-")
+        if self.flag is None:
+            return None
+        return self.flag.name or "--" + self.name.replace("_", "-")
 
     def validate(self, value: Any) -> Any:
         """The value, checked and normalised.
@@ -352,6 +361,39 @@ OPTIONS: tuple[OptionSpec, ...] = (
         'one record per bot, or one per step of `bot.iterations()` (`"iteration"`)',
         Flag("A record per bot, or per iteration (it.data).", panel=PANEL_DATA),
     ),
+    # wire transcripts (docs/traces.md)
+    OptionSpec(
+        "trace_bots",
+        None,
+        BotIds(),
+        "write every chunk these bots send and receive to `trace-N.log` in `trace_dir`",
+        Flag(
+            "Write bot N's wire transcript to trace-N.log (repeatable).",
+            metavar="N",
+            panel=PANEL_DATA,
+            name="--trace-bot",
+            repeatable=True,
+        ),
+    ),
+    OptionSpec(
+        "trace_failures",
+        None,
+        Integer(minimum=1),
+        "keep each bot's last K events; write them for bots and measured requests that fail",
+        Flag(
+            "Keep each bot's last K events; write them when it or a request fails.",
+            metavar="K",
+            panel=PANEL_DATA,
+        ),
+    ),
+    OptionSpec(
+        "trace_dir",
+        None,
+        Text("traces"),
+        "the folder of the transcripts, created if missing (None: the current folder)",
+        Flag("Folder of the trace-N.log files (created if missing).", metavar="DIR",
+             panel=PANEL_DATA),
+    ),
     # the target, randomness
     OptionSpec(
         "seed",
@@ -501,6 +543,13 @@ def check_combinations(size: int, options: Mapping[str, Any], spell: Spelling) -
     rate = options["rate"]
     if options["data"] is None and options["data_mode"] is not None:
         raise ConfigError(f"{s('data_mode')} says how to hand out {s('data')}: give data too")
+    if options["trace_dir"] is not None and not (
+        options["trace_bots"] or options["trace_failures"] is not None
+    ):
+        raise ConfigError(
+            f"{s('trace_dir')} says where transcripts go: give {s('trace_bots')} or "
+            f"{s('trace_failures')} too"
+        )
     if options["pace"] is not None and options["think_time"] is not None:
         raise ConfigError(f"give either {s('think_time')} or {s('pace')}, not both")
     shards = options["processes"]

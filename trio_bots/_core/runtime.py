@@ -148,6 +148,8 @@ class Runtime:
             ``stopping`` event and cancel scope); set by the load driver.
         control: the swarm's `SwarmControl`, once the swarm has started.
         data: the run's test data (a `data.Feeder`), or None without ``data=``.
+        tracer: the run's wire transcripts (a `trace.Tracer`), or None when no bot
+            is traced.
         load: the load driver, or None.
         bots_started, bots_running, bots_finished: bot counters.
         bots_target: the bots the load shape aims at now.
@@ -177,6 +179,8 @@ class Runtime:
         self.control: SwarmControl | None = None
         #: The `data.Feeder`, set by the swarm before the start; None without ``data=``.
         self.data: Any = None
+        #: The `trace.Tracer`, set by the swarm before the start; None when nothing is traced.
+        self.tracer: Any = None
         #: The load driver (`load.Driver`), or None when `size` bots start at once.
         self.load: Any = None
         self.bots_started = 0
@@ -227,6 +231,8 @@ class Runtime:
         self.last_bot_end = self.clock()
         if self.data is not None:
             self.data.release(state.id)
+        if self.tracer is not None:
+            self.tracer.bot_ended(state.id)
 
     def stopping_event(self, state: BotState) -> Any:
         """The event that tells this bot to stop: the run's, or its own when bots stop

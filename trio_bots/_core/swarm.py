@@ -35,6 +35,7 @@ from .result import BotFailure, SwarmResult, SwarmStatistics
 from .runtime import BotState, Runtime, Tick
 from .scheduler import seeded_scheduler
 from .shard import WHOLE_RUN, Shard
+from .trace import TracedBot, tracer_for_run
 
 Worker = Callable[[Bot], Awaitable[Any]]
 
@@ -233,7 +234,12 @@ class Swarm:
         """Start one more bot now; ids are given in start order."""
         runtime = self._runtime
         state = runtime.new_bot()
-        bot = Bot(self, state, runtime, self._messaging)
+        tracer = runtime.tracer
+        trace = None if tracer is None else tracer.for_bot(state.id)
+        if trace is None:
+            bot = Bot(self, state, runtime, self._messaging)
+        else:
+            bot = TracedBot(self, state, runtime, self._messaging, trace)
         self._messaging.add(state)
         # One shared name: trio would build a string per task (~60 bytes a bot).
         self._task_group.start_soon(
@@ -285,6 +291,8 @@ class Swarm:
 
     def _bot_failed(self, bot: Bot, exc: BaseException) -> None:
         self._bot_failures.append(BotFailure(bot.id, exc))
+        if self._runtime.tracer is not None:
+            self._runtime.tracer.bot_failed(bot.id, exc)
         bot.log.debug("failed: %s: %s", type(exc).__name__, exc)
         if self._max_failures is not None and len(self._bot_failures) > self._max_failures:
             if not self._aborted:
@@ -666,6 +674,7 @@ async def _open(
             # every shard starts at the same instant: timeline second t is the same second
             await anyio.sleep(max(0.0, shard.start_wall - time.time()))
         runtime = Runtime(options, backend, size=size, shard=shard)
+        runtime.tracer = tracer_for_run(options, runtime)  # opens no file: before the data
         runtime.data = feeder_for_run(size, options, shard=shard.index, shards=shard.count)
         swarm = Swarm(worker, runtime)
     except BaseException:
@@ -692,6 +701,8 @@ async def _open(
         close_unstarted(awaitables)
         if runtime.data is not None:
             runtime.data.close()
+        if runtime.tracer is not None:
+            runtime.tracer.close()
     if error is not None:
         raise error  # outside the except block, so its own __context__ is kept
     if swarm._escaped is not None:

@@ -52,6 +52,7 @@ from ._run import (
     check_host,
     check_outputs,
     check_simulation,
+    check_tag_key,
     execute,
     plan_run,
     report,
@@ -181,6 +182,16 @@ def run(
             rich_help_panel=_OUT,
         ),
     ] = False,
+    by_tag: Annotated[
+        str | None,
+        typer.Option(
+            "--by-tag",
+            metavar="KEY",
+            help="Break each tagged name down by tag KEY in the console report ('*': every "
+            "tag set).",
+            rich_help_panel=_OUT,
+        ),
+    ] = None,
     no_live: Annotated[
         bool,
         typer.Option(
@@ -229,6 +240,7 @@ def run(
         plan.quiet = quiet
         plan.debug = debug
         plan.fanout_detail = fanout_detail
+        plan.by_tag = check_tag_key(by_tag)
         plain = no_live or virtual_time or not console.is_terminal
         plan.view = "off" if quiet else "plain" if plain else "live"
         if host is not None and host_check and serving is None:

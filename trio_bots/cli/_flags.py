@@ -26,7 +26,7 @@ from typing import Annotated, Any, TypeVar, cast
 import typer
 
 from .._core.checks import Choice
-from .._core.options import OPTIONS, OptionSpec, option
+from .._core.options import OPTIONS, Flag, OptionSpec, option
 
 #: The flag for ``size``, which is an argument of `swarm`, not an option.
 BOTS_FLAG = "--bots"
@@ -45,10 +45,12 @@ def _value_type(spec: OptionSpec) -> Any:
     """What typer converts the flag's text to before `flag_options` sees it."""
     assert spec.flag is not None
     if spec.flag.parse is not None:
-        return str  # the flag's own parser reads the text
-    if isinstance(spec.check, Choice):
-        return _choices(spec)
-    return spec.check.kind
+        kind: Any = str  # the flag's own parser reads the text
+    elif isinstance(spec.check, Choice):
+        kind = _choices(spec)
+    else:
+        kind = spec.check.kind
+    return list[kind] if spec.flag.repeatable else kind
 
 
 def _parameter(spec: OptionSpec) -> inspect.Parameter:
@@ -103,16 +105,24 @@ def flag_options(given: Mapping[str, Any]) -> dict[str, Any]:
     """
     options: dict[str, Any] = {}
     for name, value in given.items():
-        if value is None:
+        if value is None or (isinstance(value, list | tuple) and not value):
             continue
         spec = option(name)
         assert spec.flag is not None and spec.flag_name is not None
-        if isinstance(value, enum.Enum):
-            value = value.value
-        elif spec.flag.parse is not None:
-            value = spec.flag.parse(value, spec.flag_name)
-        options[name] = value
+        flag = spec.flag
+        if isinstance(value, list | tuple):
+            options[name] = [_one_value(flag, spec.flag_name, item) for item in value]
+        else:
+            options[name] = _one_value(flag, spec.flag_name, value)
     return options
+
+
+def _one_value(flag: Flag, flag_name: str, value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if flag.parse is not None:
+        return flag.parse(value, flag_name)
+    return value
 
 
 def flag_spelling(name: str, value: str = "") -> str:

@@ -81,6 +81,7 @@ class Plan:
     quiet: bool = False
     debug: bool = False
     fanout_detail: bool = False
+    by_tag: str | None = None
     planned: float | None = None
     #: ``--serve``: (handler, host, port) served in-process over ``options["network"]``.
     serve: tuple[Any, str, int] | None = None
@@ -267,6 +268,22 @@ def check_outputs(
     return json_path, csv_prefix, html_path
 
 
+def check_tag_key(key: str | None) -> str | None:
+    """``--by-tag KEY``: a tag key (an identifier) or ``*``; exit 2 otherwise.
+
+    Example:
+        >>> check_tag_key("region"), check_tag_key(None)
+        ('region', None)
+    """
+    if key is None or key == "*" or key.isidentifier():
+        return key
+    raise CliExit(
+        EXIT_USAGE,
+        f"error: --by-tag {key!r}: a tag key is an identifier, such as region ('*' for every "
+        "tag set)",
+    )
+
+
 def check_host(text: str) -> None:
     """One TCP connect to --host HOST:PORT, bounded by HOST_CHECK_TIMEOUT; exit 3 on failure."""
     host, port = parse_host(text)
@@ -354,7 +371,7 @@ def report(plan: Plan, outcome: Outcome, console: Console) -> int:
     outcome.threshold_results = [_check_one(result, expr) for expr in plan.thresholds]
     run_data = result.to_dict(outcome.threshold_results)
     if not plan.quiet:
-        render_console(run_data, console, fanout_detail=plan.fanout_detail)
+        render_console(run_data, console, fanout_detail=plan.fanout_detail, by_tag=plan.by_tag)
     code = outcome.code()
     writers: list[tuple[Path | None, Callable[[Any, Path], Any]]] = [
         (plan.json_path, write_json),

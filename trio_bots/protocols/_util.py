@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import TracebackType
-from typing import NamedTuple, Self
+from typing import Any, NamedTuple, Self
 from urllib.parse import urlsplit
 
 import anyio
@@ -162,3 +163,34 @@ class AsyncResource:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+#: The longest text a protocol helper writes into a transcript for one frame.
+NOTE_LIMIT = 200
+
+
+def annotator(stream: Any) -> Callable[[str], None] | None:
+    """The stream's ``annotate(text)`` when it has one (a traced bot's stream), else None.
+
+    Protocol helpers look it up once, when they wrap a stream, and then write
+    their frames into the bot's wire transcript only when it is not None: an
+    untraced stream costs one ``is None`` test per frame.
+
+    Example:
+        >>> import trio.testing
+        >>> annotator(trio.testing.memory_stream_pair()[0]) is None
+        True
+    """
+    annotate = getattr(stream, "annotate", None)
+    return annotate if callable(annotate) else None
+
+
+def shown(data: bytes | bytearray | memoryview | str, limit: int = NOTE_LIMIT) -> str:
+    """`data` as readable text for a transcript note, cut at `limit` characters.
+
+    Example:
+        >>> shown(b"GET / HTTP/1.1\\xff")
+        'GET / HTTP/1.1\\\\xff'
+    """
+    text = data if isinstance(data, str) else bytes(data).decode("utf-8", "backslashreplace")
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"

@@ -33,7 +33,7 @@ import anyio
 
 from .._errors import ConfigError, ProtocolError
 from ._types import ByteStream
-from ._util import AsyncResource
+from ._util import AsyncResource, annotator, shown
 
 __all__ = ["Buffered", "LengthPrefixed", "Lines"]
 
@@ -59,10 +59,12 @@ class Buffered(AsyncResource):
         b'HELLO' b'rest'
     """
 
-    __slots__ = ("_buf", "_scan", "stream")
+    __slots__ = ("_buf", "_scan", "annotate", "stream")
 
     def __init__(self, stream: ByteStream) -> None:
         self.stream = stream
+        #: The stream's ``annotate`` (a traced bot's stream), or None: frames are noted there.
+        self.annotate = annotator(stream)
         self._buf = bytearray()
         self._scan = 0  # receive_until has already searched _buf[:_scan]
 
@@ -340,7 +342,10 @@ class LengthPrefixed(_FrameIterator):
                 f"message of {size} bytes does not fit the {self._header.format!r} length "
                 "header; use a wider header such as '!I'"
             ) from None
-        await self.buffered.stream.send_all(head + msg)
+        buffered = self.buffered
+        if buffered.annotate is not None:
+            buffered.annotate(f"frame > {size} bytes")
+        await buffered.stream.send_all(head + msg)
 
     async def receive(self) -> bytes:
         """Receive one message, without its header.
@@ -372,6 +377,8 @@ class LengthPrefixed(_FrameIterator):
         await buffered.fill(hsize + size)  # EOF here is always mid-frame: ProtocolError
         msg = buffered.peek(hsize + size)[hsize:]
         buffered.consume(hsize + size)
+        if buffered.annotate is not None:
+            buffered.annotate(f"frame < {size} bytes")
         return msg
 
 
@@ -427,7 +434,10 @@ class Lines(_FrameIterator):
                 f"line {line[:40]!r} contains the delimiter {self.delimiter!r}; "
                 "split it into several lines"
             )
-        await self.buffered.stream.send_all(line + self.delimiter)
+        buffered = self.buffered
+        if buffered.annotate is not None:
+            buffered.annotate(f"line > {shown(line)}")
+        await buffered.stream.send_all(line + self.delimiter)
 
     async def receive(self) -> bytes:
         """Receive the next line, without the delimiter.
@@ -447,4 +457,8 @@ class Lines(_FrameIterator):
             >>> trio.run(main)
             b'a' b'b'
         """
-        return await self.buffered.receive_until(self.delimiter, max_bytes=self.max_bytes)
+        buffered = self.buffered
+        line = await buffered.receive_until(self.delimiter, max_bytes=self.max_bytes)
+        if buffered.annotate is not None:
+            buffered.annotate(f"line < {shown(line)}")
+        return line

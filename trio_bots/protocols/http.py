@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import json as _json
 import ssl
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -57,6 +57,8 @@ from ._util import (
     ConflictDetector,
     Target,
     aclose_forcefully,
+    annotator,
+    shown,
     split_url,
 )
 
@@ -67,6 +69,7 @@ _USER_AGENT = "trio-bots/0.1"
 _CACHE_SIZE = 512  # distinct (method, path) heads kept pre-built
 _MAX_HEAD = 1 << 20  # bytes of status line and headers before we give up
 _SAFE_PATH = "/?&=%:@!$'()*+,;~#[]"
+_NOTE_HEAD = 4000  # characters of a request or response head in a transcript note
 
 HeadersArg = Mapping[str, str] | Iterable[tuple[str, str]] | None
 
@@ -200,6 +203,8 @@ class Client(AsyncResource):
         self._cache: dict[tuple[str, str], tuple[bytes, str]] = {}
         self._stream: ByteStream | None = None
         self._reader: _Reader | None = None
+        #: The connection's ``annotate`` when the bot is traced (docs/traces.md), else None.
+        self._annotate: Callable[[str], None] | None = None
         self._guard = ConflictDetector("HTTP client", "await http.connect(...)")
         self._sent = 0
         self._received = 0
@@ -493,6 +498,10 @@ class Client(AsyncResource):
     async def _roundtrip(
         self, stream: ByteStream, reader: _Reader, payload: bytes, method: str, path: str
     ) -> Response:
+        annotate = self._annotate
+        if annotate is not None:
+            head, _, body = payload.partition(b"\r\n\r\n")
+            annotate(f"http > {shown(head, _NOTE_HEAD)} + {len(body)} body bytes")
         try:
             await stream.send_all(payload)
         except BROKEN as exc:
@@ -550,6 +559,11 @@ class Client(AsyncResource):
             reason=reader.reason.decode("latin-1"),
             http_version=reader.version,
         )
+        if annotate is not None:
+            lines = [f"HTTP/{reader.version} {reader.status} {response.reason}"]
+            lines += [f"{k.decode('latin-1')}: {v.decode('latin-1')}" for k, v in reader.headers]
+            text = shown("\r\n".join(lines), _NOTE_HEAD)
+            annotate(f"http < {text} + {len(response.body)} body bytes")
         if not keep or reader.extra or not reader.keep_alive:
             await self._discard()
         elif reader.head:  # the parser still waits for a HEAD body: start afresh
@@ -567,6 +581,7 @@ class Client(AsyncResource):
         )
         self.connections += 1
         self._stream, self._reader = stream, _Reader()
+        self._annotate = annotator(stream)
         return stream, self._reader
 
     async def _discard(self) -> None:

@@ -47,7 +47,7 @@ import anyio
 
 from .._errors import ConfigError, ProtocolError
 from ._types import BotLike
-from ._util import AsyncResource, ConflictDetector, aclose_forcefully, split_url
+from ._util import AsyncResource, ConflictDetector, aclose_forcefully, shown, split_url
 from .framing import Buffered
 
 __all__ = ["Client", "Error", "Message", "Reply", "connect", "encode", "read_reply"]
@@ -275,7 +275,7 @@ class Client(AsyncResource):
                 f"and PING on it, not {command.decode(errors='replace')}; open a second client"
             )
         async with self._bot.measure(name or command.decode(errors="replace").upper()) as m:
-            reply = await self._exchange(payload, command)
+            reply = await self._exchange(payload, command, args)
             if isinstance(reply, Error):
                 m.fail(reply.message)
         return reply
@@ -308,6 +308,8 @@ class Client(AsyncResource):
             with self._guard:
                 buffered = await self._stream()
                 try:
+                    if buffered.annotate is not None:
+                        buffered.annotate(f"resp > {shown(b' '.join([command, *names]))}")
                     await buffered.send_all(encode(command, *names))
                     confirmed = 0
                     while confirmed < len(names):
@@ -362,6 +364,8 @@ class Client(AsyncResource):
             try:
                 while True:
                     reply = await self._next_reply(buffered, b"a subscribed message")
+                    if buffered.annotate is not None:
+                        buffered.annotate(f"resp < {shown(repr(reply))}")
                     if self._queue_message(reply):
                         return self._pending.popleft()
             except BaseException:
@@ -382,12 +386,18 @@ class Client(AsyncResource):
             return False
         return True
 
-    async def _exchange(self, payload: bytes, command: bytes) -> Reply:
+    async def _exchange(self, payload: bytes, command: bytes, args: tuple[Arg, ...]) -> Reply:
         with self._guard:
             buffered = await self._stream()
+            annotate = buffered.annotate
             try:
+                if annotate is not None:
+                    annotate(f"resp > {shown(b' '.join(_arg_bytes(a) for a in args))}")
                 await buffered.send_all(payload)
-                return await self._next_reply(buffered, command)
+                reply = await self._next_reply(buffered, command)
+                if annotate is not None:
+                    annotate(f"resp < {shown(repr(reply))}")
+                return reply
             except BaseException:  # a reply may still be on its way: never reuse the connection
                 await self._discard()
                 raise

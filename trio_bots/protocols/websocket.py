@@ -59,7 +59,7 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from .._errors import ConfigError, ProtocolError
 from ._types import BotLike, ByteStream
-from ._util import BROKEN, AsyncResource, aclose_forcefully, split_url
+from ._util import BROKEN, AsyncResource, aclose_forcefully, annotator, shown, split_url
 
 __all__ = ["CLOSE_TIMEOUT", "ConnectionClosed", "WebSocket", "connect"]
 
@@ -127,6 +127,8 @@ class WebSocket(AsyncResource):
         self.max_message_size = max_message_size
         self.closed: ConnectionClosed | None = None
         self._stream = stream
+        #: The stream's ``annotate`` when the bot is traced (docs/traces.md), else None.
+        self._annotate = annotator(stream)
         self._conn = conn
         self._messages: deque[str | bytes] = deque()
         self._parts: list[str | bytes] = []
@@ -320,6 +322,8 @@ class WebSocket(AsyncResource):
 
     async def _process(self, events: Iterable[Event]) -> None:
         for event in events:
+            if self._annotate is not None:
+                self._annotate(_note("<", event))
             if isinstance(event, TextMessage):
                 await self._collect(event.data, event.message_finished)
             elif isinstance(event, BytesMessage):
@@ -398,6 +402,8 @@ class WebSocket(AsyncResource):
                 raise self._closed_error() from None
             if self._stream_closed:
                 raise self._closed_error()
+            if self._annotate is not None:
+                self._annotate(_note(">", event))
             try:
                 await self._stream.send_all(data)
             except BROKEN:
@@ -473,6 +479,9 @@ async def connect(
                 extra_headers=extra,
             )
             data = conn.send(request)
+            annotate = annotator(stream)
+            if annotate is not None:
+                annotate(f"ws > upgrade {url}")
             await stream.send_all(data)
             sent += len(data)
             while True:
@@ -487,6 +496,8 @@ async def connect(
                 events = conn.events()
                 accepted = _handshake_result(events, url)
                 if accepted is not None:
+                    if annotate is not None:
+                        annotate(f"ws < accepted, subprotocol {accepted.subprotocol!r}")
                     break
             ws = WebSocket(
                 stream,
@@ -505,6 +516,21 @@ async def connect(
         finally:
             m.add_bytes(sent, received)
     return ws
+
+
+def _note(direction: str, event: Event) -> str:
+    """A WebSocket event as a transcript note: ``ws > text 'hi'``, ``ws < close 1000 ''``."""
+    if isinstance(event, TextMessage):
+        end = "" if event.message_finished else " (continued)"
+        return f"ws {direction} text {shown(event.data)!r}{end}"
+    if isinstance(event, BytesMessage):
+        end = "" if event.message_finished else " (continued)"
+        return f"ws {direction} binary {len(event.data)} bytes{end}"
+    if isinstance(event, CloseConnection):
+        return f"ws {direction} close {event.code} {event.reason or ''!r}"
+    if isinstance(event, Ping | Pong):
+        return f"ws {direction} {type(event).__name__.lower()} {bytes(event.payload)!r}"
+    return f"ws {direction} {type(event).__name__}"
 
 
 def _handshake_result(events: Iterable[Event], url: str) -> AcceptConnection | None:

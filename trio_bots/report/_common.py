@@ -21,6 +21,7 @@ from typing import Any, Protocol, TypeAlias
 
 from .._errors import ConfigError
 from ..metrics import Stats, StatsMap, format_duration, parse_threshold, stats_from_snapshot
+from ..metrics._tags import parse_tags
 
 SCHEMA = "trio-bots/1"
 
@@ -66,6 +67,7 @@ class StatRow:
         raw: True for the uncorrected (raw) figures of an open-model name.
         merged: how many fan-out names the line sums up (0 for a line of
             one name, or the total).
+        tags: for a tag breakdown line (kind "tag"), its tag pairs.
     """
 
     name: str
@@ -74,6 +76,7 @@ class StatRow:
     stats: Stats
     raw: bool = False
     merged: int = 0
+    tags: Mapping[str, str] | None = None
 
     @property
     def requests(self) -> int:
@@ -90,8 +93,59 @@ def open_model_names(metrics: Mapping[str, Any]) -> set[str]:
     return {name for name, data in names.items() if data.get("raw_hist") is not None}
 
 
+def tag_rows(stats: StatsMap, name: str, key: str | None = None) -> list[StatRow]:
+    """The tag breakdown of `name`: a row per tag set, or per value of tag `key`.
+
+    Rows are kind "tag", labelled ``region=eu`` (``(untagged)`` for what was
+    recorded without tags); with `key`, each value's row aggregates every tag
+    set that holds it, and tag sets without `key` are left out.
+
+    Example:
+        >>> from trio_bots.metrics import Recorder
+        >>> rec = Recorder(0.0)
+        >>> for key in ("get{region=eu,tier=a}", "get{region=eu,tier=b}", "get{region=us}"):
+        ...     rec.record(key, 1000)
+        >>> stats = stats_from_snapshot(rec.snapshot(1.0, bots_running=0, active_seconds=1.0))
+        >>> [(r.label, r.stats.count) for r in tag_rows(stats, "get")]
+        [('region=eu,tier=a', 1), ('region=eu,tier=b', 1), ('region=us', 1)]
+        >>> [(r.label, r.stats.count) for r in tag_rows(stats, "get", "region")]
+        [('region=eu', 2), ('region=us', 1)]
+    """
+    sets = stats.tagged(name)
+    if not sets:
+        return []
+    kind = "tag"
+    if key is None:
+        return [
+            StatRow(name, text or "(untagged)", kind, part, tags=parse_tags(text))
+            for text, part in sorted(sets.items())
+        ]
+    values = sorted({v for text in sets if (v := parse_tags(text).get(key)) is not None})
+    return [
+        StatRow(name, f"{key}={v}", kind, stats.select(name, {key: v}), tags={key: v})
+        for v in values
+    ]
+
+
+def tag_keys(stats: StatsMap) -> list[str]:
+    """Every tag key of the run's names, sorted: the tag columns of the reports.
+
+    Example:
+        >>> from trio_bots.metrics import Recorder
+        >>> rec = Recorder(0.0)
+        >>> rec.record("get{region=eu,tier=a}", 1000); rec.record("put{zone=1}", 1000)
+        >>> tag_keys(stats_from_snapshot(rec.snapshot(1.0, bots_running=0, active_seconds=1.0)))
+        ['region', 'tier', 'zone']
+    """
+    return sorted({k for name in stats for text in stats.tagged(name) for k in parse_tags(text)})
+
+
 def stat_rows(
-    run: Mapping[str, Any], *, with_raw: bool = True, fanout_detail: bool = True
+    run: Mapping[str, Any],
+    *,
+    with_raw: bool = True,
+    fanout_detail: bool = True,
+    by_tag: str | None = None,
 ) -> list[StatRow]:
     """The stats rows of a run, in display order.
 
@@ -99,7 +153,9 @@ def stat_rows(
     it has one, then the "Aggregated" total of the request names, then the
     fan-out names, which the total leaves out. Without *fanout_detail*,
     two or more fan-out names (``group:<g>``, ``direct``, ``fanout``) make
-    one row, their histograms summed exactly: see `fanout_label`.
+    one row, their histograms summed exactly: see `fanout_label`. With
+    *by_tag* (a tag key, or ``"*"`` for every tag set), each tagged request
+    name is followed by its breakdown (`tag_rows`).
     """
     metrics = run["metrics"]
     stats = stats_from_snapshot(metrics)
@@ -115,6 +171,8 @@ def stat_rows(
         target.append(StatRow(name, label, kind, stats[name]))
         if both:
             target.append(StatRow(name, f"{name} (raw)", kind, stats[name].raw, raw=True))
+        if by_tag is not None and kind != "fanout":
+            target.extend(tag_rows(stats, name, None if by_tag == "*" else by_tag))
     both = with_raw and bool(corrected)
     label = f"{TOTAL_NAME} (corrected)" if both else TOTAL_NAME
     total = [StatRow(TOTAL_NAME, label, "total", stats.total)]

@@ -21,12 +21,14 @@ from ._common import (
     CONSOLE_PERCENTILES,
     RunLike,
     StatRow,
+    all_stats,
     as_run,
     fanout_note,
     open_model_names,
     run_info,
     stat_rows,
     summary_line,
+    tag_keys,
     thresholds,
 )
 
@@ -36,7 +38,11 @@ _MAX_BOT_FAILURE_ROWS = 20
 
 
 def render_console(
-    run: RunLike, console: Console | None = None, *, fanout_detail: bool = False
+    run: RunLike,
+    console: Console | None = None,
+    *,
+    fanout_detail: bool = False,
+    by_tag: str | None = None,
 ) -> None:
     """Print the end-of-run report: stats, failures, thresholds, summary.
 
@@ -54,6 +60,9 @@ def render_console(
             when None.
         fanout_detail: a row for each fan-out name (``group:<g>``,
             ``direct``, ``fanout``) instead of one for them all.
+        by_tag: beneath each tagged name, a row per value of this tag key
+            (``"*"``: a row per tag set); None: the name rows only, and a
+            note naming the tag keys when there are some.
 
     Raises:
         ConfigError: *run* is not a run snapshot.
@@ -76,11 +85,19 @@ def render_console(
     if console is None:
         console = Console()
     plain = not console.is_terminal
-    rows = stat_rows(data, fanout_detail=fanout_detail)
+    rows = stat_rows(data, fanout_detail=fanout_detail, by_tag=by_tag)
     console.print(_stats_table(rows, plain))
     note = fanout_note(rows)
     if note:
         console.print(note, style="dim", highlight=False)
+    keys = tag_keys(all_stats(data))
+    if keys and by_tag is None:
+        console.print(
+            f"tags: {', '.join(keys)}; by_tag=KEY (trio-bots run --by-tag KEY) breaks the "
+            "names down by a tag.",
+            style="dim",
+            highlight=False,
+        )
     corrected = open_model_names(data["metrics"])
     if corrected:
         console.print(
@@ -176,14 +193,20 @@ def _stats_table(rows: Sequence[StatRow], plain: bool) -> Table:
             failures.stylize("red")
         next_kind = rows[index + 1].kind if index + 1 < len(rows) else row.kind
         table.add_row(
-            Text(row.label),
+            Text(f"  {row.label}" if row.kind == "tag" else row.label),
             str(row.requests),
             failures,
             *((str(s.cancelled),) if cancelled else ()),
             format_rate(s.rps),
             *(format_duration(s.percentile(q)) for q in CONSOLE_PERCENTILES),
             format_duration(s.max),
-            style=None if plain else "dim" if row.raw else "bold" if row.kind == "total" else None,
+            style=None
+            if plain
+            else "dim"
+            if row.raw or row.kind == "tag"
+            else "bold"
+            if row.kind == "total"
+            else None,
             # A rule around the total, between the request and fan-out names.
             end_section=next_kind != row.kind and "total" in (row.kind, next_kind),
         )

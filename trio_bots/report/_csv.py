@@ -18,11 +18,14 @@ from ..metrics import Stats, failures_from_snapshot, format_percentile_label
 from ._common import (
     TOTAL_NAME,
     RunLike,
+    all_stats,
     as_run,
     bucket_width,
     run_info,
     safe_ratio,
     stat_rows,
+    tag_keys,
+    tag_rows,
     write_atomic,
 )
 from ._hist import RunningHist, hist_stats
@@ -69,7 +72,8 @@ _NA = "N/A"
 def write_csv(
     run: RunLike, prefix: str | os.PathLike[str], *, full_history: bool = False
 ) -> list[Path]:
-    """Write ``PREFIX_stats.csv``, ``PREFIX_failures.csv`` and ``PREFIX_history.csv``.
+    """Write ``PREFIX_stats.csv``, ``PREFIX_failures.csv`` and ``PREFIX_history.csv``,
+    and ``PREFIX_tags.csv`` when the run has tagged names.
 
     The columns are Locust's and every time is in **milliseconds**, as in
     Locust. "Request Count" counts every request, failed or not, as
@@ -79,13 +83,17 @@ def write_csv(
     an "Aggregated" row per second of the run, preceded by a row per active
     name with *full_history* (Locust's ``--csv-full-history``).
 
+    ``PREFIX_tags.csv`` has a row per tag set of each tagged name: "Type",
+    "Name", then a column per tag key (empty where the set has no such tag),
+    then the figures of ``PREFIX_stats.csv``.
+
     Args:
         run: the run snapshot (``SwarmResult.to_dict()``), or the result.
         prefix: the path prefix of the three files, e.g. ``"out/run1"``.
         full_history: also write each name's row for every second.
 
     Returns:
-        The three paths written, in that order.
+        The paths written, in that order (three, or four with the tags file).
 
     Raises:
         ConfigError: *run* is not a run snapshot.
@@ -111,7 +119,24 @@ def write_csv(
     _write(paths[0], STATS_COLUMNS, _stats_rows(data))
     _write(paths[1], FAILURES_COLUMNS, _failure_rows(data))
     _write(paths[2], HISTORY_COLUMNS, _history_rows(data, full_history))
+    stats = all_stats(data)
+    keys = tag_keys(stats)
+    if keys:
+        paths.append(Path(f"{base}_tags.csv"))
+        columns = [*STATS_COLUMNS[:2], *keys, *STATS_COLUMNS[2:]]
+        _write(paths[3], columns, _tag_rows(data, stats, keys))
     return paths
+
+
+def _tag_rows(run: Mapping[str, Any], stats: Any, keys: Sequence[str]) -> list[list[object]]:
+    active = float(run["metrics"].get("active_seconds", 0.0))
+    rows = []
+    for name in sorted(stats):
+        for row in tag_rows(stats, name):
+            tags = row.tags or {}
+            [line] = _figure_rows([row], active)
+            rows.append([*line[:2], *(tags.get(k, "") for k in keys), *line[2:]])
+    return rows
 
 
 def _write(path: Path, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
@@ -137,11 +162,15 @@ def _type(kind: str) -> str:
 
 
 def _stats_rows(run: Mapping[str, Any]) -> list[list[object]]:
-    rows: list[list[object]] = []
     active = float(run["metrics"].get("active_seconds", 0.0))
     rows_in_order = stat_rows(run, with_raw=False)
     # Locust's readers expect "Aggregated" last; fan-out names come before it.
     rows_in_order.sort(key=lambda row: row.kind == "total")
+    return _figure_rows(rows_in_order, active)
+
+
+def _figure_rows(rows_in_order: Iterable[Any], active: float) -> list[list[object]]:
+    rows: list[list[object]] = []
     for row in rows_in_order:
         s = row.stats
         percentiles: list[object] = [_NA] * len(CSV_PERCENTILES)

@@ -27,6 +27,7 @@ from ..metrics import (
 from ._common import (
     CONSOLE_PERCENTILES,
     RunLike,
+    all_stats,
     as_run,
     bucket_width,
     fanout_note,
@@ -35,6 +36,8 @@ from ._common import (
     safe_ratio,
     stat_rows,
     summary_line,
+    tag_keys,
+    tag_rows,
     thresholds,
     write_atomic,
 )
@@ -172,6 +175,7 @@ def _page(run: Mapping[str, Any], charts: Sequence[str], fanout_detail: bool) ->
         _run_table(info),
         "<h2>Requests</h2>",
         _stats_table(run, fanout_detail),
+        _tags_table(run),
         _failures_table(run),
         _bot_failures_table(info),
         _thresholds_table(run),
@@ -252,6 +256,32 @@ def _stats_table(run: Mapping[str, Any], fanout_detail: bool) -> str:
     if fanout:
         note += f'<p class="note">{html.escape(fanout)}</p>'
     return _table(headers, body) + note
+
+
+def _tags_table(run: Mapping[str, Any]) -> str:
+    """The tag breakdown: a row per tag set of each tagged name, a column per tag key."""
+    stats = all_stats(run)
+    keys = tag_keys(stats)
+    if not keys:
+        return ""
+    headers = ["Name", *keys, "Requests", "Failures", "RPS"]
+    headers += [format_percentile_label(q) for q in CONSOLE_PERCENTILES]
+    headers += ["Max"]
+    body = []
+    for name in sorted(stats):
+        for row in tag_rows(stats, name):
+            s, tags = row.stats, row.tags or {}
+            cells = [
+                _cell(name, "text"),
+                *(_cell(tags.get(k, ""), "text") for k in keys),
+                _cell(row.requests),
+                _cell(s.failure_count, "fail" if s.failure_count else ""),
+                _cell(format_rate(s.rps)),
+                *(_cell(format_duration(s.percentile(q))) for q in CONSOLE_PERCENTILES),
+                _cell(format_duration(s.max)),
+            ]
+            body.append(f'<tr class="tag">{"".join(cells)}</tr>')
+    return "<h2>Tags</h2>" + _table(headers, body)
 
 
 def _failures_table(run: Mapping[str, Any]) -> str:

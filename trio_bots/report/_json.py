@@ -27,6 +27,8 @@ from ._common import (
     open_model_names,
     run_info,
     safe_ratio,
+    tag_keys,
+    tag_rows,
     thresholds,
     write_atomic,
 )
@@ -45,7 +47,9 @@ def to_json_dict(run: RunLike) -> dict[str, Any]:
 
     Returns:
         A dict with ``schema`` ("trio-bots/1"), ``time_unit`` ("s"),
-        ``run``, ``stats``, ``total``, ``failures``, ``timeline``,
+        ``run``, ``stats``, ``total``, ``tag_keys`` and ``tag_stats`` (a
+        row per tag set of each tagged name, with its ``name`` and ``tags``),
+        ``failures``, ``timeline``,
         ``thresholds`` (each with the ``unit`` of its figures: ``"s"``,
         ``"ratio"``, ``"1/s"`` or ``"count"``), ``counters``, ``gauges`` and
         ``metrics`` (the raw snapshot, histograms included). See docs/reports.md.
@@ -94,6 +98,22 @@ def to_json_dict(run: RunLike) -> dict[str, Any]:
         "total": _stats_entry(
             stats.total, kind="total", hist=None, raw_hist=None, corrected=bool(corrected)
         ),
+        "tag_keys": tag_keys(stats),
+        "tag_stats": [
+            {
+                "name": row.name,
+                "tags": dict(row.tags or {}),
+                **_stats_entry(
+                    row.stats,
+                    kind="tag",
+                    hist=names.get(_key(row.name, row.label), {}).get("hist"),
+                    raw_hist=names.get(_key(row.name, row.label), {}).get("raw_hist"),
+                    corrected=_key(row.name, row.label) in corrected,
+                ),
+            }
+            for name in sorted(stats)
+            for row in tag_rows(stats, name)
+        ],
         "failures": [
             {
                 "name": group.name,
@@ -205,6 +225,11 @@ def _figures(stats: Stats) -> dict[str, Any]:
     for q in JSON_PERCENTILES:
         figures[format_percentile_label(q)] = stats.percentile(q)
     return figures
+
+
+def _key(name: str, text: str) -> str:
+    """The recorder key of tag set `text` of `name` (`name` for the untagged part)."""
+    return name if text == "(untagged)" else f"{name}{{{text}}}"
 
 
 def _stats_entry(
