@@ -248,11 +248,27 @@ class Swarm:
         return state
 
     async def _run_bot(self, bot: Bot, state: BotState, worker: Worker) -> None:
+        # One coroutine per bot, with the worker's awaitable awaited right here: every idle
+        # bot keeps this frame for its whole life, so no helper coroutine sits in between.
         enter_bot_task(bot)
         runtime = self._runtime
         runtime.bot_began(state)
         try:
-            await self._run_worker(bot, state, worker)
+            try:
+                if runtime.per_bot_stops:
+                    with self._backend.cancel_scope() as state.scope:
+                        awaitable = worker(bot)
+                        if not hasattr(awaitable, "__await__"):
+                            raise _not_awaitable(worker, awaitable)
+                        await awaitable
+                else:
+                    awaitable = worker(bot)
+                    if not hasattr(awaitable, "__await__"):
+                        raise _not_awaitable(worker, awaitable)
+                    await awaitable
+            except* Exception as group:
+                exc = group.exceptions[0] if len(group.exceptions) == 1 else group
+                self._bot_failed(bot, exc)
         except BaseException as exc:
             # A KeyboardInterrupt, SystemExit, GeneratorExit or other BaseException (not a
             # cancellation): cancel the swarm, and raise it from swarm() once every bot has
@@ -268,26 +284,6 @@ class Swarm:
         finally:
             await bot.close_owned()
             self._bot_ended(state)
-
-    async def _run_worker(self, bot: Bot, state: BotState, worker: Worker) -> None:
-        runtime = self._runtime
-        try:
-            # The worker's awaitable is awaited here, not in a helper coroutine: one frame
-            # less that every idle bot would keep for its whole life.
-            if runtime.per_bot_stops:
-                with self._backend.cancel_scope() as state.scope:
-                    awaitable = worker(bot)
-                    if not hasattr(awaitable, "__await__"):
-                        raise _not_awaitable(worker, awaitable)
-                    await awaitable
-            else:
-                awaitable = worker(bot)
-                if not hasattr(awaitable, "__await__"):
-                    raise _not_awaitable(worker, awaitable)
-                await awaitable
-        except* Exception as group:
-            exc = group.exceptions[0] if len(group.exceptions) == 1 else group
-            self._bot_failed(bot, exc)
 
     def _bot_failed(self, bot: Bot, exc: BaseException) -> None:
         self._bot_failures.append(BotFailure(bot.id, exc))
