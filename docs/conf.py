@@ -1,0 +1,68 @@
+"""Sphinx configuration: build with ``sphinx-build -W -b html docs docs/_build/html``.
+
+The Markdown pages are read by myst-parser; the API reference is generated from
+the docstrings (autodoc, napoleon for the Google style, sphinxcontrib-trio for
+async functions and context managers) and the CLI page from the command itself
+(sphinx-click). Nothing is downloaded: intersphinx reads the inventories kept in
+``docs/_inv/`` (rebuild them with ``bash docs/_inv/build.sh``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer.main
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parent))
+
+from trio_bots import __version__  # noqa: E402
+from trio_bots.cli import app  # noqa: E402
+
+project = "trio_bots"
+author = "the trio_bots authors"
+copyright = "the trio_bots authors"
+release = version = __version__
+
+extensions = [
+    "myst_parser",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.intersphinx",
+    "sphinxcontrib_trio",
+    "sphinx_click",
+]
+
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+root_doc = "index"
+exclude_patterns = ["_build", "_inv", "Thumbs.db", ".DS_Store"]
+
+# Markdown: anchors for headings, so that ``page.md#a-heading`` links resolve.
+myst_heading_anchors = 3
+myst_enable_extensions = ["colon_fence", "deflist"]
+
+# The reference: Google-style docstrings, members in source order, signatures
+# with their annotations, backticks as cross-references to Python objects.
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+autodoc_member_order = "bysource"
+autodoc_typehints = "signature"
+autodoc_default_options = {"members": True, "show-inheritance": True}
+default_role = "py:obj"
+nitpicky = False
+
+# The CLI page documents the Click command that typer builds from the app.
+cli = typer.main.get_command(app)
+
+# Offline: every inventory is a file in docs/_inv/; the URLs are only link targets.
+intersphinx_mapping = {
+    "python": ("https://docs.python.org/3.11/", str(HERE / "_inv" / "python.inv")),
+    "pytest": ("https://docs.pytest.org/en/7.2.x/", str(HERE / "_inv" / "pytest.inv")),
+    "trio": ("https://trio.readthedocs.io/en/stable/", str(HERE / "_inv" / "trio.inv")),
+    "anyio": ("https://anyio.readthedocs.io/en/stable/", str(HERE / "_inv" / "anyio.inv")),
+}
+intersphinx_timeout = 1
+
+html_theme = "furo"
+html_title = f"trio_bots {release}"
