@@ -93,3 +93,73 @@ def test_the_reference_is_in_the_toctree() -> None:
     for page in (DOCS / "reference").glob("*.rst"):
         assert re.search(rf"^{page.stem}$", index, re.MULTILINE), page.name
     assert "reference/index" in (DOCS / "index.md").read_text()
+
+
+# -- the tutorial: every snippet runs ------------------------------------------------------
+
+ROOT = DOCS.parent
+
+
+def test_the_tutorial_page_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    import doctest
+    import sys
+
+    monkeypatch.chdir(ROOT)  # the page runs from the repository's root
+    monkeypatch.setattr(sys, "path", list(sys.path))  # it adds docs/tutorial
+    before = set(sys.modules)
+    try:
+        failed, attempted = doctest.testfile(str(DOCS / "tutorial.md"), module_relative=False)
+    finally:
+        for name in {"chatbots", "chat_server", "_support"} - before:  # the page's imports
+            sys.modules.pop(name, None)
+    assert attempted > 15
+    assert failed == 0
+
+
+def tutorial_commands() -> list[str]:
+    text = (DOCS / "tutorial.md").read_text()
+    blocks = re.findall(r"^```sh\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
+    return [line for block in blocks for line in block.splitlines() if line.strip()]
+
+
+def test_the_tutorial_command_line_runs(tmp_path: Path) -> None:
+    import shlex
+    import subprocess
+    import sys
+
+    commands = tutorial_commands()
+    assert commands and all(c.startswith("trio-bots run ") for c in commands)
+    for command in commands:
+        argv = shlex.split(command.replace("out/", f"{tmp_path}/"))
+        proc = subprocess.run(
+            [sys.executable, "-m", "trio_bots.cli", *argv[1:]],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "tutorial.json").exists()
+
+
+def test_the_tutorial_pytest_file_passes() -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "docs/tutorial/test_chatbots.py",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 passed" in proc.stdout
