@@ -132,8 +132,6 @@ def test_workers_that_cannot_travel_are_config_errors() -> None:
         run(lambda bot: local(bot), 2, processes=2)
     with pytest.raises(ConfigError, match="generator function"):
         run(shards.idle, 2, processes=2, factory=shards.generator_factory)
-    with pytest.raises(ConfigError, match="ray"):
-        run(shards.idle, 2, ray="auto")
 
 
 def _cli(*args: str, **kwargs: Any) -> subprocess.Popen[str]:
