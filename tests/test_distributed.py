@@ -134,6 +134,15 @@ def test_workers_that_cannot_travel_are_config_errors() -> None:
         run(shards.idle, 2, processes=2, factory=shards.generator_factory)
 
 
+def test_ray_missing_is_one_line_with_the_install_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails, as when not installed
+    with pytest.raises(ConfigError) as caught:
+        run(shards.idle, 2, ray="auto")
+    assert str(caught.value) == "ray= needs Ray: pip install 'trio-bots[ray]'"
+
+
 def _cli(*args: str, **kwargs: Any) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
