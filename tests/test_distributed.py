@@ -134,6 +134,13 @@ def test_workers_that_cannot_travel_are_config_errors() -> None:
         run(shards.idle, 2, processes=2, factory=shards.generator_factory)
 
 
+def test_each_shard_counts_its_cancelled_measures() -> None:
+    result = run(shards.measure_forever, 5, processes=2, duration=1, stop_grace=0.2)
+    assert [row["cancelled"] for row in result.shards] == [3, 2]
+    assert result.stats["forever"].cancelled == 5
+    assert result.to_dict()["shards"][1]["cancelled"] == 2
+
+
 def test_ray_missing_is_one_line_with_the_install_command(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

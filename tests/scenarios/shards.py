@@ -76,3 +76,9 @@ async def hang_shard_1(bot):
         await trio.sleep(1.2)
         time.sleep(8)  # noqa: ASYNC251 - blocking the loop is the point
     await bot.stopping.wait()
+
+
+async def measure_forever(bot):
+    """Inside a measure() block until the end: stop_grace cuts it off (cancelled)."""
+    async with bot.measure("forever"):
+        await trio.sleep_forever()

@@ -101,7 +101,6 @@ class _ShardState:
         self.summary: dict[str, Any] | None = None
         self.error: str | None = None
         self.lost: str | None = None
-        self.cancelled = False
         self.finished = anyio.Event()
 
     def snapshot(self) -> dict[str, Any]:
@@ -242,7 +241,6 @@ class ShardedSwarm:
         self._stopping = True
         for state in self.shards:
             if not state.finished.is_set():
-                state.cancelled = True
                 self._send_soon(state, ("cancel",))
 
     # -- what the shards say
@@ -403,7 +401,7 @@ class ShardedSwarm:
                     "count": started,
                     "requests": shard_stats.count + shard_stats.failure_count,
                     "failure_count": shard_stats.failure_count,
-                    "cancelled": state.cancelled,
+                    "cancelled": shard_stats.cancelled,
                     "cpu_seconds": round(
                         float(summary.get("cpu_seconds", state.counters.get("cpu_seconds", 0.0))),
                         3,
