@@ -141,6 +141,24 @@ def test_each_shard_counts_its_cancelled_measures() -> None:
     assert result.to_dict()["shards"][1]["cancelled"] == 2
 
 
+def test_reports_have_a_row_per_shard_and_the_total(tmp_path: Path) -> None:
+    import csv
+
+    from trio_bots.report import write_csv, write_html
+
+    result = run(shards.iterate, 3, processes=3, rate=40, duration=1.5)
+    paths = write_csv(result, tmp_path / "run")
+    assert paths[-1].name == "run_shards.csv"
+    rows = list(csv.DictReader(paths[-1].read_text().splitlines()))
+    assert [r["Shard"] for r in rows] == ["0", "1", "2", "Total"]
+    assert [r["Bot ids"] for r in rows] == ["0-0", "1-1", "2-2", ""]
+    assert [int(r["Requests"]) for r in rows] == [20, 20, 20, 60]
+    assert [r["PID"] for r in rows[:3]] == [str(row["pid"]) for row in result.shards]
+    page = write_html(result, tmp_path / "run.html").read_text()
+    section = page.split("<h2>Shards</h2>", 1)[1].split("</table>", 1)[0]
+    assert section.count("<tr") == 5 and '<tr class="total"><td class="text">Total' in section
+
+
 def test_ray_missing_is_one_line_with_the_install_command(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
