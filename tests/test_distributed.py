@@ -122,6 +122,21 @@ def test_a_bot_failure_in_a_shard_aborts_the_run() -> None:
     assert failure.bot_id == 4 and isinstance(failure.exception, ValueError)
 
 
+def test_max_failures_counts_the_failures_of_every_shard() -> None:
+    # 2 failures in each shard: within max_failures=3 for each, but 4 in all
+    with pytest.raises(SwarmAborted) as caught:
+        run(shards.fail_four, 6, processes=2, duration=20, max_failures=3)
+    assert str(caught.value) == (
+        "shard 0: bot 0 failed: ValueError: bot 0 (and 3 more bot failures); "
+        "max_failures=3 was exceeded, so the swarm was aborted"
+    )
+    result = caught.value.result
+    assert [f.bot_id for f in result.bot_failures] == [0, 1, 3, 4]
+    assert result.aborted and result.duration < 10
+    result = run(shards.fail_four, 6, processes=2, duration=1.5, max_failures=4)
+    assert not result.aborted and len(result.bot_failures) == 4
+
+
 def test_workers_that_cannot_travel_are_config_errors() -> None:
     async def local(bot: trio_bots.Bot) -> None:
         pass

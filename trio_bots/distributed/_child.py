@@ -60,6 +60,9 @@ class _Link:
     def new_group(self, group: Hashable) -> None:
         self.outbox.send_nowait(("group", group))
 
+    def bot_failed(self, bot_id: int, exc: BaseException) -> None:
+        self.outbox.send_nowait(("failed", bot_id, type(exc).__name__, str(exc)))
+
 
 def _relative(snapshot: dict[str, Any]) -> dict[str, Any]:
     """A snapshot on a clock that starts at 0: each process's event-loop clock differs."""

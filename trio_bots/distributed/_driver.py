@@ -173,6 +173,7 @@ class ShardedSwarm:
         self._groups: dict[Hashable, set[int]] = {}
         self.split_groups: list[dict[str, Any]] = []
         self.warnings: list[str] = []
+        self.failed: list[tuple[int, int, str, str]] = []  # (shard, bot id, type, text)
         self.abort: str | None = None
         self.abort_cause: BaseException | None = None
         self.error: str | None = None
@@ -261,6 +262,8 @@ class ShardedSwarm:
             self._check_barriers()
         elif kind == "group":
             self._group(message[1], state.index)
+        elif kind == "failed":
+            self._bot_failed(state.index, *message[1:])
         elif kind == "done":
             state.summary = message[1]
             if state.summary["aborted"] and self.abort is None:
@@ -271,6 +274,19 @@ class ShardedSwarm:
             if self.error is None:
                 self.error = f"shard {state.index}: {message[1]}"
             self._cancel_all()
+
+    def _bot_failed(self, index: int, bot_id: int, type_name: str, text: str) -> None:
+        """``max_failures`` over every shard: the first failure past it aborts the run."""
+        self.failed.append((index, bot_id, type_name, text))
+        limit = self.options.get("max_failures")
+        if limit is None or len(self.failed) <= limit or self.abort is not None:
+            return
+        first_index, first_id, first_type, first_text = self.failed[0]
+        message = f"shard {first_index}: bot {first_id} failed: {first_type}: {first_text}"
+        if len(self.failed) > 1:
+            message += f" (and {len(self.failed) - 1} more bot failures)"
+        self.abort = message + f"; max_failures={limit} was exceeded, so the swarm was aborted"
+        self._cancel_all()  # an abort cancels every bot
 
     def _group(self, group: Hashable, index: int) -> None:
         shards = self._groups.setdefault(group, set())

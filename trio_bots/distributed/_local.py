@@ -121,6 +121,8 @@ def shard_config(
 ) -> dict[str, Any]:
     """What shard `index` of `count` is told: its place, the worker's specs, its options."""
     options = run.options
+    shard_options = {k: v for k, v in options.items() if k not in DRIVER_ONLY}
+    shard_options["max_failures"] = None  # the driver applies it over every shard
     return {
         "index": index,
         "count": count,
@@ -129,7 +131,7 @@ def shard_config(
         "start_wall": run.start_wall,
         "worker": specs[0],
         "factory": specs[1],
-        "options": {k: v for k, v in options.items() if k not in DRIVER_ONLY},
+        "options": shard_options,
         "backend": backend,
         "sys_path": [p for p in sys.path if p],
     }
