@@ -253,10 +253,43 @@ class _ActorChannel:
 
 
 def _start_ray(ray: Any, address: str) -> None:
-    if address == "auto":
-        ray.init(address="local", include_dashboard=False)
-    else:
-        ray.init(address=address)
+    """``ray.init`` for ``ray=``: a local Ray for "auto", else join the cluster at `address`."""
+    try:
+        if address == "auto":
+            ray.init(address="local", include_dashboard=False)
+        else:
+            ray.init(address=address)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = "start a local Ray" if address == "auto" else f"join the Ray cluster at {address}"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"ray: cannot {where}: {first}") from None
+
+
+#: Seconds to reach a cluster's address before ``ray.init`` (which would wait minutes).
+PROBE_TIMEOUT = 5.0
+
+
+async def _probe(address: str) -> None:
+    """A `ConfigError` now if nothing listens at a cluster's ``[ray://]HOST:PORT``."""
+    rest = address.removeprefix("ray://")
+    host, _, port_text = rest.rpartition(":")
+    if not host or not port_text.isdigit():
+        raise ConfigError(
+            f"ray: expected auto, HOST:PORT of the head node or ray://HOST:PORT, got {address!r}"
+        )
+    try:
+        with anyio.fail_after(PROBE_TIMEOUT):
+            stream = await anyio.connect_tcp(host.strip("[]"), int(port_text))
+        await stream.aclose()
+    except (OSError, TimeoutError) as exc:
+        cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+        reason = os.strerror(cause.errno) if cause.errno else str(cause)
+        if isinstance(exc, TimeoutError):
+            reason = f"no answer within {PROBE_TIMEOUT:g} s"
+        raise ConfigError(
+            f"ray: cannot reach the Ray cluster at {address}: {reason} (is its head running? "
+            f"`ray start --head` prints the address)"
+        ) from None
 
 
 @asynccontextmanager
@@ -275,6 +308,8 @@ async def open_ray(
     main = threading.current_thread() is threading.main_thread()
     sigterm = signal.getsignal(signal.SIGTERM) if main else None
     if owned:
+        if options["ray"] != "auto":
+            await _probe(options["ray"])
         _start_ray(ray, options["ray"])
     try:
         cpus = ray.cluster_resources().get("CPU", 0)
