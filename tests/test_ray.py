@@ -62,28 +62,40 @@ def _descends(pid: int) -> bool:
 
 
 @pytest.fixture(scope="session")
-def local_ray(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def ray_module() -> Iterator[Any]:
+    """``ray``, imported with the loopback settings in the environment (it reads them then)."""
     saved = {key: os.environ.get(key) for key in _ENV}
-    os.environ.update(_ENV)  # read when ray is imported and when it starts its processes
+    os.environ.update(_ENV)
     try:
         missing = "ray is not installed: pip install 'trio-bots[ray]'"
         ray = pytest.importorskip("ray", reason=missing)
-        temp_dir = str(tmp_path_factory.mktemp("ray"))
-        ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=temp_dir)
-        try:
-            yield temp_dir
-        finally:
-            ray.shutdown()
-        deadline = time.monotonic() + 10
-        while _ray_pids(temp_dir) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not _ray_pids(temp_dir), "Ray processes outlived ray.shutdown()"
+        from ray._private import ray_constants
+
+        assert not ray_constants.ENABLE_RAY_CLUSTER, (
+            "ray was imported before RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 was set, so it would "
+            "listen on every interface: import it only through this fixture"
+        )
+        yield ray
     finally:
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def local_ray(ray_module: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    temp_dir = str(tmp_path_factory.mktemp("ray"))
+    ray_module.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=temp_dir)
+    try:
+        yield temp_dir
+    finally:
+        ray_module.shutdown()
+    deadline = time.monotonic() + 10
+    while _ray_pids(temp_dir) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _ray_pids(temp_dir), "Ray processes outlived ray.shutdown()"
 
 
 def run(worker: Any, size: int, **options: Any) -> trio_bots.SwarmResult:
@@ -110,6 +122,18 @@ def _loopback(address: str) -> bool:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     return ip.is_loopback
+
+
+def test_an_unreachable_ray_address_is_a_config_error(ray_module: Any) -> None:
+    if ray_module.is_initialized():
+        pytest.skip("a Ray is initialized in this process already: the address is not used")
+    with pytest.raises(ConfigError) as caught:
+        run(shards.idle, 2, ray="127.0.0.1:1")  # loopback, nothing listens on port 1
+    assert str(caught.value).startswith(
+        "ray: cannot reach the Ray cluster at 127.0.0.1:1: Connection refused"
+    )
+    with pytest.raises(ConfigError, match="expected auto, HOST:PORT"):
+        run(shards.idle, 2, ray="nowhere")
 
 
 def test_a_swarm_over_ray_actors_merges_exactly_on_loopback(local_ray: str) -> None:
