@@ -122,6 +122,21 @@ def test_a_bot_failure_in_a_shard_aborts_the_run() -> None:
     assert failure.bot_id == 4 and isinstance(failure.exception, ValueError)
 
 
+def test_max_failures_counts_the_failures_of_every_shard() -> None:
+    # 2 failures in each shard: within max_failures=3 for each, but 4 in all
+    with pytest.raises(SwarmAborted) as caught:
+        run(shards.fail_four, 6, processes=2, duration=20, max_failures=3)
+    assert str(caught.value) == (
+        "shard 0: bot 0 failed: ValueError: bot 0 (and 3 more bot failures); "
+        "max_failures=3 was exceeded, so the swarm was aborted"
+    )
+    result = caught.value.result
+    assert [f.bot_id for f in result.bot_failures] == [0, 1, 3, 4]
+    assert result.aborted and result.duration < 10
+    result = run(shards.fail_four, 6, processes=2, duration=1.5, max_failures=4)
+    assert not result.aborted and len(result.bot_failures) == 4
+
+
 def test_workers_that_cannot_travel_are_config_errors() -> None:
     async def local(bot: trio_bots.Bot) -> None:
         pass
@@ -132,8 +147,40 @@ def test_workers_that_cannot_travel_are_config_errors() -> None:
         run(lambda bot: local(bot), 2, processes=2)
     with pytest.raises(ConfigError, match="generator function"):
         run(shards.idle, 2, processes=2, factory=shards.generator_factory)
-    with pytest.raises(ConfigError, match="ray"):
+
+
+def test_each_shard_counts_its_cancelled_measures() -> None:
+    result = run(shards.measure_forever, 5, processes=2, duration=1, stop_grace=0.2)
+    assert [row["cancelled"] for row in result.shards] == [3, 2]
+    assert result.stats["forever"].cancelled == 5
+    assert result.to_dict()["shards"][1]["cancelled"] == 2
+
+
+def test_reports_have_a_row_per_shard_and_the_total(tmp_path: Path) -> None:
+    import csv
+
+    from trio_bots.report import write_csv, write_html
+
+    result = run(shards.iterate, 3, processes=3, rate=40, duration=1.5)
+    paths = write_csv(result, tmp_path / "run")
+    assert paths[-1].name == "run_shards.csv"
+    rows = list(csv.DictReader(paths[-1].read_text().splitlines()))
+    assert [r["Shard"] for r in rows] == ["0", "1", "2", "Total"]
+    assert [r["Bot ids"] for r in rows] == ["0-0", "1-1", "2-2", ""]
+    assert [int(r["Requests"]) for r in rows] == [20, 20, 20, 60]
+    assert [r["PID"] for r in rows[:3]] == [str(row["pid"]) for row in result.shards]
+    page = write_html(result, tmp_path / "run.html").read_text()
+    section = page.split("<h2>Shards</h2>", 1)[1].split("</table>", 1)[0]
+    assert section.count("<tr") == 5 and '<tr class="total"><td class="text">Total' in section
+
+
+def test_ray_missing_is_one_line_with_the_install_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails, as when not installed
+    with pytest.raises(ConfigError) as caught:
         run(shards.idle, 2, ray="auto")
+    assert str(caught.value) == "ray= needs Ray: pip install 'trio-bots[ray]'"
 
 
 def _cli(*args: str, **kwargs: Any) -> subprocess.Popen[str]:

@@ -254,6 +254,9 @@ class Coordinator:
             def new_group(self, group: Hashable) -> None:
                 coordinator.groups.setdefault(group, set()).add(index)
 
+            def bot_failed(self, bot_id: int, exc: BaseException) -> None:
+                pass
+
         return Link()
 
     def check(self, name: Hashable) -> None:

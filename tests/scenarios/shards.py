@@ -76,3 +76,17 @@ async def hang_shard_1(bot):
         await trio.sleep(1.2)
         time.sleep(8)  # noqa: ASYNC251 - blocking the loop is the point
     await bot.stopping.wait()
+
+
+async def measure_forever(bot):
+    """Inside a measure() block until the end: stop_grace cuts it off (cancelled)."""
+    async with bot.measure("forever"):
+        await trio.sleep_forever()
+
+
+async def fail_four(bot):
+    """Bots 0, 1 (shard 0 of 2) and 3, 4 (shard 1) fail, one every 0.2 s; the others idle."""
+    if bot.id in (0, 1, 3, 4):
+        await trio.sleep(0.2 * bot.id)
+        raise ValueError(f"bot {bot.id}")
+    await bot.stopping.wait()

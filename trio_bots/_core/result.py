@@ -100,9 +100,10 @@ class SwarmResult:
         bots_cancelled: how many bots that timeout cancelled.
         warnings: what the engine warned about during the run (also logged).
         cross_shard_skipped: ``send_bots`` ids skipped because they ran in another shard.
-        shards: in a run over several processes, one dict per shard (``index``, ``pid``,
-            ``first_bot``, ``last_bot``, ``count``, ``failure_count``, ``cancelled``,
-            ``cpu_seconds``, ``lost``); empty otherwise.
+        shards: in a run over several processes or Ray actors, one dict per shard
+            (``index``, ``pid``, ``first_bot``, ``last_bot``, ``count``, ``requests``,
+            ``failure_count``, ``cancelled``: its ``measure()`` blocks cut off by a
+            cancellation, ``cpu_seconds``, ``lost``: None or why it was lost); empty otherwise.
         split_groups: groups that spanned shards, as ``{"group": g, "shards": [...]}``.
 
     Example:

@@ -31,7 +31,7 @@ from typing import Protocol
 class ShardLink(Protocol):
     """What a shard's engine tells the coordinator of the shards, and how it is told back.
 
-    All three are called in the shard's event loop.
+    All four are called in the shard's event loop.
     """
 
     def attach(self, release_barrier: Callable[[Hashable], None]) -> None:
@@ -42,6 +42,10 @@ class ShardLink(Protocol):
 
     def new_group(self, group: Hashable) -> None:
         """A bot of this shard joined `group`, which had no member here before."""
+
+    def bot_failed(self, bot_id: int, exc: BaseException) -> None:
+        """Bot `bot_id` of this shard failed with `exc`: the coordinator applies
+        ``max_failures`` over every shard (each shard runs without a limit of its own)."""
 
 
 def split(total: int, index: int, count: int) -> int:

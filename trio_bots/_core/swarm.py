@@ -290,6 +290,9 @@ class Swarm:
         if self._runtime.tracer is not None:
             self._runtime.tracer.bot_failed(bot.id, exc)
         bot.log.debug("failed: %s: %s", type(exc).__name__, exc)
+        link = self._runtime.shard.link
+        if link is not None:
+            link.bot_failed(bot.id, exc)
         if self._max_failures is not None and len(self._bot_failures) > self._max_failures:
             if not self._aborted:
                 self._aborted = True

@@ -9,7 +9,7 @@ Example:
     5.0
 """
 
-from ._local import HEARTBEAT as HEARTBEAT
-from ._local import ShardedSwarm as ShardedSwarm
+from ._driver import HEARTBEAT as HEARTBEAT
+from ._driver import ShardedSwarm as ShardedSwarm
 
 __all__ = ["HEARTBEAT", "ShardedSwarm"]

@@ -21,7 +21,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from anyio.abc import SocketStream
@@ -59,6 +59,9 @@ class _Link:
 
     def new_group(self, group: Hashable) -> None:
         self.outbox.send_nowait(("group", group))
+
+    def bot_failed(self, bot_id: int, exc: BaseException) -> None:
+        self.outbox.send_nowait(("failed", bot_id, type(exc).__name__, str(exc)))
 
 
 def _relative(snapshot: dict[str, Any]) -> dict[str, Any]:
@@ -110,8 +113,26 @@ def _summary(result: Any, aborted: SwarmAborted | None) -> dict[str, Any]:
     }
 
 
+class Channel(Protocol):
+    """The shard's end of its channel to the driver: a socket `Wire`, or a Ray actor's bridge."""
+
+    async def send(self, message: Any) -> None:
+        """Send one message to the driver."""
+
+    async def receive(self) -> Any:
+        """The driver's next message, or None once the driver is gone."""
+
+    async def aclose(self) -> None:
+        """Close this end: the driver sees the end of the stream."""
+
+
 async def _run(sock: socket.socket, config: dict[str, Any], loaded: Any) -> None:
-    wire = Wire(await SocketStream.from_socket(sock))
+    await run_shard(Wire(await SocketStream.from_socket(sock)), config, loaded)
+
+
+async def run_shard(wire: Channel, config: dict[str, Any], loaded: Any) -> None:
+    """Run one shard on `wire`: `config` as the driver sent it, `loaded` = (worker, factory)
+    imported already, or the text of the `ConfigError` that importing them raised."""
     send_outbox, outbox = anyio.create_memory_object_stream[Any](math.inf)
     link = _Link(send_outbox)
     shard = Shard(
@@ -172,7 +193,7 @@ async def _run(sock: socket.socket, config: dict[str, Any], loaded: Any) -> None
     await wire.aclose()
 
 
-async def _listen(wire: Wire, running: Swarm, run_scope: anyio.CancelScope, link: _Link) -> None:
+async def _listen(wire: Channel, running: Swarm, run_scope: anyio.CancelScope, link: _Link) -> None:
     while True:
         message = await wire.receive()
         if message is None:  # the driver is gone: stop at once
@@ -192,13 +213,18 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     sock = socket.socket(fileno=int(sys.argv[1]))
     config = read_frame_blocking(sock)
-    sys.path[:0] = [p for p in config["sys_path"] if p not in sys.path]
     # imported before the event loop starts: the user's script may start one itself
-    loaded: Any
+    loaded = load_config(config)
+    anyio.run(_run, sock, config, loaded, backend=config["backend"])
+
+
+def load_config(config: dict[str, Any]) -> Any:
+    """Import the worker and factory that `config` names: ``(worker, factory)``, or the
+    text of the `ConfigError` that says why they cannot be imported here."""
+    sys.path[:0] = [p for p in config["sys_path"] if p not in sys.path]
     try:
         worker = load_workers(config["worker"]) if config["worker"] is not None else None
         factory = load(config["factory"]) if config["factory"] is not None else None
-        loaded = (worker, factory)
+        return (worker, factory)
     except ConfigError as exc:
-        loaded = str(exc)
-    anyio.run(_run, sock, config, loaded, backend=config["backend"])
+        return str(exc)

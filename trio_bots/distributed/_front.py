@@ -23,10 +23,8 @@ import sniffio
 from .._core import swarm as engine
 from .._core.options import validate_options
 from .._core.result import SwarmResult
-from .._errors import ConfigError
 from ._local import open_processes
-
-RAY_MISSING = "ray= needs Ray: pip install 'trio-bots[ray]'"
+from ._ray import open_ray
 
 
 def _scale_out(options: dict[str, Any]) -> bool:
@@ -69,18 +67,11 @@ async def open_swarm(worker: Any, size: int, **options: Any) -> AsyncIterator[An
             yield running
         return
     validated = validate_options(size, options)
-    if validated["ray"] is not None:
-        try:
-            import ray  # noqa: F401
-        except ImportError:
-            raise ConfigError(RAY_MISSING) from None
-        raise ConfigError(
-            "ray= is not available in this version yet: use processes=N on one machine"
-        )
     if worker is not None and not isinstance(worker, dict):
         engine.check_worker(worker)
     backend = sniffio.current_async_library()
-    async with open_processes(worker, size, validated, backend=backend) as running:
+    transport = open_processes if validated["ray"] is None else open_ray
+    async with transport(worker, size, validated, backend=backend) as running:
         yield running
 
 

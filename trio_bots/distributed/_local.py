@@ -1,439 +1,73 @@
-"""The driver of a run over local processes: one shard per child, merged live and at the end.
+"""Shards as local child processes: the process transport of the driver (`_driver.drive`).
 
 `open_processes` starts ``processes`` children (``python -c ...``, each with one
 end of a socket pair passed through ``pass_fds``: no ``multiprocessing``, so a
 driver script without an ``if __name__ == "__main__":`` guard still works),
-gives each its `Shard`, and yields a `ShardedSwarm`: the live, merged view of
-the run (``statistics()``, ``on_tick``, ``stop()``, and ``result`` at the end).
-
-The driver alone handles signals (the children ignore SIGINT): the first
-stops every shard gracefully; a second cancels them all and SIGKILLs any that
-is still silent 2 s later. It coordinates the global barriers, watches the
-groups for splits, and notices a lost shard: EOF on its socket (killed), or
-no snapshot for `HEARTBEAT` seconds.
+gives each its `Shard`, and yields the `ShardedSwarm` that the driver runs over
+them. A child's output is copied to ours as ``[shard k] ...`` lines; a child
+killed shows as EOF on its socket, and is reported by its signal.
 
 Example:
-    >>> round(HEARTBEAT), round(KILL_AFTER)
-    (5, 2)
+    >>> _death(-9)
+    'died: SIGKILL'
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import AsyncIterator, Callable, Hashable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 from anyio.abc import SocketStream
 
-from .._core.result import BotFailure, SwarmResult, SwarmStatistics
-from .._core.runtime import Tick
 from .._core.shard import Shard
-from .._errors import ConfigError, SwarmAborted
-from ..metrics import (
-    Recorder,
-    failures_from_snapshot,
-    merge,
-    stats_from_snapshot,
-    timeline_from_snapshot,
-)
 from ._child import command
+from ._driver import DRIVER_ONLY, KILL_AFTER, ShardedSwarm, add_shard, drive
 from ._spec import BOOTSTRAP_ENV, ShardBootstrap, factory_spec, workers_spec
 from ._wire import Wire, write_frame_blocking
 
-#: Seconds without a snapshot after which a shard counts as lost (it ticks every second).
-HEARTBEAT = 5.0
-#: Seconds a shard gets, after a second signal or at the end, before it is SIGKILLed.
-KILL_AFTER = 2.0
-#: Seconds a shard process may take to import its worker and report ready.
-READY_TIMEOUT = 30.0
 
-#: The options that the driver handles itself, and the shards never see.
-_DRIVER_ONLY = ("processes", "ray", "shard_align", "strict_groups", "handle_sigint", "factory")
+class _ProcessChannel:
+    """A `ShardChannel` over a child process and its socket."""
 
-
-def _empty() -> dict[str, Any]:
-    return Recorder(0.0).snapshot(0.0, bots_running=0, active_seconds=0.0)
-
-
-def _merge_all(snapshots: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    return functools.reduce(merge, snapshots, _empty())
-
-
-class _ShardState:
-    """What the driver knows of one shard."""
-
-    def __init__(self, shard: Shard, process: Any, wire: Wire) -> None:
-        self.index = shard.index
-        self.first_bot = shard.first_bot
-        self.local_size = shard.local_size
+    def __init__(self, process: Any, wire: Wire) -> None:
         self.process = process
         self.pid: int = process.pid
         self.wire = wire
-        self.ready = False
-        self.buckets: dict[int, Mapping[str, Any]] = {}
-        self.failures: list[dict[str, Any]] = []
-        self.counters: dict[str, Any] = {}
-        self.summary: dict[str, Any] | None = None
-        self.error: str | None = None
-        self.lost: str | None = None
-        self.cancelled = False
-        self.finished = anyio.Event()
 
-    def snapshot(self) -> dict[str, Any]:
-        """Its final snapshot, or one rebuilt from the delta buckets it sent."""
-        if self.summary is not None:
-            return self.summary["metrics"]  # type: ignore[no-any-return]
-        parts = []
-        for bucket in self.buckets.values():
-            names = {
-                name: {
-                    "kind": entry.get("kind", "request"),
-                    "count": entry["count"],
-                    "failure_count": entry["failures"],
-                    "hist": entry["hist"],
-                    "raw_hist": None,
-                    "bytes_sent": 0,
-                    "bytes_received": 0,
-                    "min": entry["min"],
-                    "max": entry["max"],
-                }
-                for name, entry in bucket["names"].items()
-            }
-            parts.append({**_empty(), "names": names, "timeline": [bucket]})
-        elapsed = float(self.counters.get("elapsed", 0.0))
-        parts.append(
-            {
-                **_empty(),
-                "failures": list(self.failures),
-                "now": elapsed,
-                "active_seconds": elapsed,
-                "bots_running": 0 if self.lost else self.counters.get("bots_running", 0),
-            }
-        )
-        return _merge_all(parts)
-
-    def count(self, name: str) -> int:
-        if self.summary is not None and name in self.summary:
-            return int(self.summary[name])
-        return int(self.counters.get(name, 0))
-
-
-class ShardedSwarm:
-    """A run over several shard processes, as one swarm: `open_swarm` gives one when
-    ``processes=`` is set.
-
-    Attributes:
-        size: the bots started up front, over every shard.
-        host: the ``host`` option, or None.
-        options: the run's options.
-        result: the merged `SwarmResult`, once the run has ended.
-
-    Example:
-        >>> ShardedSwarm(10, {"host": None, "duration": 1}).size
-        10
-    """
-
-    def __init__(self, size: int, options: Mapping[str, Any]) -> None:
-        self.size = size
-        self.options = options
-        self.host: str | None = options.get("host")
-        self.result: SwarmResult | None = None
-        self.shards: list[_ShardState] = []
-        self.start_wall = time.time()
-        self._hooks: list[Callable[[Tick], None]] = []
-        self._emitted = -1
-        self._stopping = False
-        self._interrupted = False
-        self._signal: int | None = None
-        self._waiting: dict[Hashable, set[int]] = {}
-        self._groups: dict[Hashable, set[int]] = {}
-        self.split_groups: list[dict[str, Any]] = []
-        self.warnings: list[str] = []
-        self.abort: str | None = None
-        self.abort_cause: BaseException | None = None
-        self.error: str | None = None
-        self._task_group: Any = None
-
-    # -- the swarm's face
-
-    def statistics(self, *, metrics: bool = True) -> SwarmStatistics:
-        """The merged figures so far (see `trio_bots.Swarm.statistics`)."""
-        shards = self.shards
-
-        def total(name: str) -> int:
-            return sum(int(s.counters.get(name, 0)) for s in shards)
-
-        return SwarmStatistics(
-            elapsed=max(0.0, time.time() - self.start_wall),
-            duration=self.options.get("duration"),
-            bots_running=sum(int(s.counters.get("bots_running", 0)) for s in shards if not s.lost),
-            bots_target=total("bots_target"),
-            bots_started=total("bots_started"),
-            bots_finished=total("bots_finished"),
-            dropped_messages=total("dropped_messages"),
-            dropped_arrivals=total("dropped_arrivals"),
-            stopping=self._stopping,
-            metrics=self.snapshot() if metrics else {},
-            arrivals=total("arrivals"),
-        )
-
-    def snapshot(self) -> dict[str, Any]:
-        """Every shard's metrics, merged."""
-        return _merge_all([s.snapshot() for s in self.shards])
-
-    def stop(self) -> None:
-        """Begin a graceful stop of every shard; the result is marked interrupted."""
-        self._interrupted = True
-        self._stop_all()
-
-    def on_tick(self, fn: Callable[[Tick], None]) -> Callable[[], None]:
-        """Call ``fn(tick)`` once per second of the run, with the merged second."""
-        self._hooks.append(fn)
-
-        def remove() -> None:
-            if fn in self._hooks:
-                self._hooks.remove(fn)
-
-        return remove
-
-    # -- talking to the shards
-
-    def _send_soon(self, state: _ShardState, message: Any) -> None:
-        if state.finished.is_set():
-            return
-        self._task_group.start_soon(self._send, state, message)
-
-    async def _send(self, state: _ShardState, message: Any) -> None:
+    async def send(self, message: Any) -> None:
         try:
-            await state.wire.send(message)
+            await self.wire.send(message)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             pass  # it is gone; its reader notices
 
-    def _stop_all(self) -> None:
-        if self._stopping:
-            return
-        self._stopping = True
-        for state in self.shards:
-            self._send_soon(state, ("stop",))
+    async def receive(self) -> Any:
+        return await self.wire.receive()
 
-    def _cancel_all(self) -> None:
-        self._stopping = True
-        for state in self.shards:
-            if not state.finished.is_set():
-                state.cancelled = True
-                self._send_soon(state, ("cancel",))
+    async def ended(self) -> str:
+        with anyio.move_on_after(KILL_AFTER):
+            await self.process.wait()
+        self.kill()
+        return _death(await self.process.wait())
 
-    # -- what the shards say
+    def kill(self) -> None:
+        _kill(self.process)
 
-    def _handle(self, state: _ShardState, message: Any) -> None:
-        kind = message[0]
-        if kind == "tick":
-            _, second, bucket, _final, counters = message
-            state.buckets[second] = bucket
-            state.counters = counters
-            self._emit()
-        elif kind == "ready":
-            state.ready = True
-        elif kind == "failures":
-            state.failures = message[1]
-        elif kind == "barrier":
-            self._waiting.setdefault(message[1], set()).add(state.index)
-            self._check_barriers()
-        elif kind == "group":
-            self._group(message[1], state.index)
-        elif kind == "done":
-            state.summary = message[1]
-            if state.summary["aborted"] and self.abort is None:
-                self.abort = f"shard {state.index}: {state.summary['abort_message']}"
-                self._cancel_all()  # an abort cancels every bot
-        elif kind == "error":
-            state.error = message[1]
-            if self.error is None:
-                self.error = f"shard {state.index}: {message[1]}"
-            self._cancel_all()
-
-    def _group(self, group: Hashable, index: int) -> None:
-        shards = self._groups.setdefault(group, set())
-        shards.add(index)
-        if len(shards) < 2:
-            return
-        listed = sorted(shards)
-        for split in self.split_groups:
-            if split["group"] == group:
-                split["shards"] = listed
-                return
-        self.split_groups.append({"group": group, "shards": listed})
-        message = (
-            f"group {group!r} spans shards {', '.join(map(str, listed))}: messages and "
-            f"barriers of a group stay inside each shard; give shard_align= (e.g. the group "
-            f"size) so that each group falls in one shard"
-        )
-        if self.options.get("strict_groups"):
-            if self.abort is None:
-                self.abort = message + " (strict_groups=True)"
-                self._cancel_all()
-        else:
-            from .._core.runtime import logger
-
-            logger.warning("%s", message)
-            self.warnings.append(message)
-
-    def _check_barriers(self) -> None:
-        over = {s.index for s in self.shards if s.finished.is_set() or s.summary is not None}
-        everyone = {s.index for s in self.shards}
-        for name, arrived in list(self._waiting.items()):
-            if arrived | over >= everyone:
-                del self._waiting[name]
-                for state in self.shards:
-                    if state.index in arrived:
-                        self._send_soon(state, ("release", name))
-
-    def _emit(self, *, final: bool = False) -> None:
-        shards = self.shards
-        active = [s for s in shards if not s.finished.is_set() and s.summary is None]
-        while True:
-            second = self._emitted + 1
-            present = [s.buckets[second] for s in shards if second in s.buckets]
-            if not present:
-                return
-            if not final and any(max(s.buckets, default=-1) < second for s in active):
-                return
-            last = final and not any(second + 1 in s.buckets for s in shards)
-            if self._hooks:
-                bucket = _merge_all([{**_empty(), "timeline": [b]} for b in present])
-                tick = Tick(
-                    second,
-                    bucket["timeline"][0],
-                    sum(int(s.counters.get("bots_running", 0)) for s in active),
-                    last,
-                )
-                for hook in list(self._hooks):
-                    hook(tick)
-            self._emitted = second
-
-    # -- the shards' lives
-
-    async def _read(self, state: _ShardState) -> None:
-        try:
-            while True:
-                wait = HEARTBEAT if state.ready else READY_TIMEOUT
-                with anyio.move_on_after(wait) as scope:
-                    message = await state.wire.receive()
-                if scope.cancelled_caught:
-                    self._lose(state, f"sent no snapshot for {wait:g} s (heartbeat); killed")
-                    _kill(state.process)
-                    return
-                if message is None:
-                    if state.summary is None and state.error is None:
-                        with anyio.move_on_after(KILL_AFTER):
-                            await state.process.wait()
-                        _kill(state.process)
-                        returncode = await state.process.wait()
-                        self._lose(state, _death(returncode))
-                    return
-                self._handle(state, message)
-        finally:
-            state.finished.set()
-            self._check_barriers()
-            self._emit()
-
-    def _lose(self, state: _ShardState, reason: str) -> None:
-        if state.lost is not None:
-            return
-        state.lost = reason
-        if self.abort is None:
-            self.abort = f"shard {state.index} (pid {state.pid}) {reason}"
-        self._stop_all()  # the others stop gracefully, and the reports are written
-
-    async def _kill_silent_after(self, seconds: float) -> None:
-        await anyio.sleep(seconds)
-        for state in self.shards:
-            if not state.finished.is_set():
-                _kill(state.process)
-
-    async def _handle_signals(self) -> None:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                if self._signal is not None:
-                    self._cancel_all()  # a second signal: stop now
-                    self._task_group.start_soon(self._kill_silent_after, KILL_AFTER)
-                    continue
-                self._signal = int(signum)
-                self.stop()
-
-    # -- the end
-
-    def _finish(self) -> SwarmResult:
-        self._emit(final=True)
-        snapshot = self.snapshot()
-        failures: list[BotFailure] = []
-        rows = []
-        for state in self.shards:
-            summary = state.summary or {}
-            for bot_id, type_name, text, pickled in summary.get("bot_failures", []):
-                failures.append(BotFailure(bot_id, _exception(type_name, text, pickled)))
-            started = state.count("bots_started")
-            shard_stats = stats_from_snapshot(state.snapshot()).total
-            rows.append(
-                {
-                    "index": state.index,
-                    "pid": state.pid,
-                    "first_bot": state.first_bot if state.local_size else None,
-                    "last_bot": state.first_bot + state.local_size - 1
-                    if state.local_size
-                    else None,
-                    "count": started,
-                    "requests": shard_stats.count + shard_stats.failure_count,
-                    "failure_count": shard_stats.failure_count,
-                    "cancelled": state.cancelled,
-                    "cpu_seconds": round(
-                        float(summary.get("cpu_seconds", state.counters.get("cpu_seconds", 0.0))),
-                        3,
-                    ),
-                    "lost": state.lost,
-                }
-            )
-        warnings = list(self.warnings)
-        for state in self.shards:
-            for text in (state.summary or {}).get("warnings", []):
-                warnings.append(f"[shard {state.index}] {text}")
-        durations = [s.summary["duration"] for s in self.shards if s.summary]
-        self.result = SwarmResult(
-            stats=stats_from_snapshot(snapshot),
-            failures=failures_from_snapshot(snapshot),
-            timeline=timeline_from_snapshot(snapshot),
-            bot_failures=sorted(failures, key=lambda f: f.bot_id),
-            bots_started=sum(s.count("bots_started") for s in self.shards),
-            # a lost shard's bots count as ended (not as bot failures)
-            bots_finished=sum(
-                s.count("bots_started") if s.lost else s.count("bots_finished")
-                for s in self.shards
-            ),
-            dropped_messages=sum(s.count("dropped_messages") for s in self.shards),
-            dropped_arrivals=sum(s.count("dropped_arrivals") for s in self.shards),
-            duration=max([*durations, time.time() - self.start_wall if not durations else 0.0]),
-            interrupted=self._interrupted,
-            aborted=self.abort is not None,
-            size=self.size,
-            started_wall=self.start_wall,
-            options=self.options,
-            metrics=snapshot,
-            signal=self._signal,
-            warnings=warnings,
-            cross_shard_skipped=sum(s.count("cross_shard_skipped") for s in self.shards),
-            shards=rows,
-            split_groups=list(self.split_groups),
-        )
-        return self.result
+    async def aclose(self, *, graceful: bool) -> None:
+        if graceful:
+            with anyio.move_on_after(KILL_AFTER):
+                await self.process.wait()
+        self.kill()
+        await self.process.wait()
+        await self.process.aclose()
+        await self.wire.aclose()
 
 
 def _death(returncode: int | None) -> str:
@@ -451,21 +85,6 @@ def _kill(process: Any) -> None:
             process.kill()
         except ProcessLookupError:
             pass
-
-
-def _exception(type_name: str, text: str, pickled: bytes | None) -> BaseException:
-    """A bot's exception from a shard: itself if it unpickles here, else one of its name."""
-    import pickle
-
-    if pickled is not None:
-        try:
-            exc = pickle.loads(pickled)
-            if isinstance(exc, BaseException):
-                return exc
-        except Exception:
-            pass
-    kind: type[Exception] = type(type_name, (Exception,), {"__module__": "trio_bots.shard"})
-    return kind(text)
 
 
 async def _forward(stream: Any, index: int, err: bool) -> None:
@@ -492,6 +111,43 @@ def check_processes(worker: Any, options: Mapping[str, Any]) -> tuple[Any, Any]:
     return worker_spec, None if factory is None else factory_spec(factory)
 
 
+def shard_config(
+    run: ShardedSwarm,
+    index: int,
+    count: int,
+    specs: tuple[Any, Any],
+    *,
+    backend: str,
+) -> dict[str, Any]:
+    """What shard `index` of `count` is told: its place, the worker's specs, its options."""
+    options = run.options
+    shard_options = {k: v for k, v in options.items() if k not in DRIVER_ONLY}
+    shard_options["max_failures"] = None  # the driver applies it over every shard
+    return {
+        "index": index,
+        "count": count,
+        "size": run.size,
+        "align": options["shard_align"],
+        "start_wall": run.start_wall,
+        "worker": specs[0],
+        "factory": specs[1],
+        "options": shard_options,
+        "backend": backend,
+        "sys_path": [p for p in sys.path if p],
+    }
+
+
+def shard_of(config: Mapping[str, Any]) -> Shard:
+    """The driver's `Shard` for a `shard_config`."""
+    return Shard(
+        index=config["index"],
+        count=config["count"],
+        size=config["size"],
+        align=config["align"],
+        start_wall=config["start_wall"],
+    )
+
+
 @asynccontextmanager
 async def open_processes(
     worker: Any, size: int, options: Mapping[str, Any], *, backend: str = "trio"
@@ -501,92 +157,32 @@ async def open_processes(
     `options` are validated already. Raises `SwarmAborted` (with the merged result) when a
     shard aborted or was lost, or a split group met ``strict_groups=True``.
     """
-    worker_spec, factory = check_processes(worker, options)
+    specs = check_processes(worker, options)
     count: int = options["processes"]
     run = ShardedSwarm(size, options)
-    child_options = {k: v for k, v in options.items() if k not in _DRIVER_ONLY}
     run.start_wall = time.time() + 0.3 + 0.15 * count
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if os.environ.get("PYTHONPATH") is None:
         env.pop("PYTHONPATH", None)
-    processes: list[Any] = []
-    ended = False  # every shard ended on its own: they get KILL_AFTER to exit
-    try:
-        async with anyio.create_task_group() as task_group:
-            run._task_group = task_group
-            for index in range(count):
-                shard = Shard(
-                    index=index,
-                    count=count,
-                    size=size,
-                    align=options["shard_align"],
-                    start_wall=run.start_wall,
+
+    async def start(run: ShardedSwarm) -> None:
+        for index in range(count):
+            config = shard_config(run, index, count, specs, backend=backend)
+            parent, child = socket.socketpair()
+            try:
+                process = await anyio.open_process(
+                    command(child.fileno()),
+                    stdin=subprocess.DEVNULL,
+                    pass_fds=(child.fileno(),),
+                    env=env,
                 )
-                parent, child = socket.socketpair()
-                try:
-                    process = await anyio.open_process(
-                        command(child.fileno()),
-                        stdin=subprocess.DEVNULL,
-                        pass_fds=(child.fileno(),),
-                        env=env,
-                    )
-                finally:
-                    child.close()
-                processes.append(process)
-                write_frame_blocking(
-                    parent,
-                    {
-                        "index": index,
-                        "count": count,
-                        "size": size,
-                        "align": options["shard_align"],
-                        "start_wall": run.start_wall,
-                        "worker": worker_spec,
-                        "factory": factory,
-                        "options": child_options,
-                        "backend": backend,
-                        "sys_path": [p for p in sys.path if p],
-                    },
-                )
-                state = _ShardState(shard, process, Wire(await SocketStream.from_socket(parent)))
-                run.shards.append(state)
-                task_group.start_soon(_forward, process.stdout, index, False)
-                task_group.start_soon(_forward, process.stderr, index, True)
-            for state in run.shards:
-                task_group.start_soon(run._read, state)
-            signals = None
-            if options["handle_sigint"] and threading.current_thread() is threading.main_thread():
-                signals = anyio.CancelScope()
-                task_group.start_soon(_in_scope, signals, run._handle_signals)
-            yield run
-            for state in run.shards:
-                await state.finished.wait()
-            ended = True
-            if signals is not None:
-                signals.cancel()
-    finally:
-        with anyio.CancelScope(shield=True):
-            for process in processes:
-                if ended:
-                    with anyio.move_on_after(KILL_AFTER):
-                        await process.wait()
-                _kill(process)
-                await process.wait()
-                await process.aclose()
-            for state in run.shards:
-                await state.wire.aclose()
-        result = run._finish()
-    if run.error is not None:
-        raise ConfigError(run.error)
-    if run.abort is not None:
-        error = SwarmAborted(run.abort, failures=list(result.bot_failures), result=result)
-        if result.bot_failures:
-            error.__cause__ = result.bot_failures[0].exception
-        raise error
+            finally:
+                child.close()
+            write_frame_blocking(parent, config)  # before anyio makes the socket non-blocking
+            wire = Wire(await SocketStream.from_socket(parent))
+            add_shard(run, shard_of(config), _ProcessChannel(process, wire))
+            run.task_group.start_soon(_forward, process.stdout, index, False)
+            run.task_group.start_soon(_forward, process.stderr, index, True)
 
-
-async def _in_scope(scope: anyio.CancelScope, fn: Callable[[], Any]) -> None:
-    with scope:
-        await fn()
-
-
+    async with drive(run, start) as running:
+        yield running

@@ -218,6 +218,61 @@ def all_stats(run: Mapping[str, Any]) -> StatsMap:
     return stats_from_snapshot(run["metrics"])
 
 
+#: The columns of the per-shard rows (``PREFIX_shards.csv``, the HTML "Shards" table).
+SHARD_COLUMNS = (
+    "Shard",
+    "PID",
+    "Bot ids",
+    "Bots",
+    "Requests",
+    "Failures",
+    "Cancelled",
+    "CPU s",
+    "Lost",
+)
+
+
+def shard_rows(run: Mapping[str, Any]) -> list[list[object]]:
+    """A row per shard of a sharded run (`SHARD_COLUMNS`), then "Total"; none otherwise.
+
+    Example:
+        >>> run = {"shards": [
+        ...     {"index": 0, "pid": 11, "first_bot": 0, "last_bot": 1, "count": 2,
+        ...      "requests": 5, "failure_count": 1, "cancelled": 0, "cpu_seconds": 0.5,
+        ...      "lost": None},
+        ...     {"index": 1, "pid": 12, "first_bot": None, "last_bot": None, "count": 0,
+        ...      "requests": 0, "failure_count": 0, "cancelled": 2, "cpu_seconds": 0.25,
+        ...      "lost": "died: SIGKILL"}]}
+        >>> for row in shard_rows(run):
+        ...     print(row)
+        [0, 11, '0-1', 2, 5, 1, 0, 0.5, '']
+        [1, 12, '-', 0, 0, 0, 2, 0.25, 'died: SIGKILL']
+        ['Total', '', '', 2, 5, 1, 2, 0.75, '']
+    """
+    rows: list[list[object]] = []
+    sums = [0, 0, 0, 0]
+    cpu = 0.0
+    for row in run.get("shards") or ():
+        first, last = row.get("first_bot"), row.get("last_bot")
+        counts = [int(row.get(k, 0)) for k in ("count", "requests", "failure_count", "cancelled")]
+        sums = [a + b for a, b in zip(sums, counts, strict=True)]
+        cpu += float(row.get("cpu_seconds", 0.0))
+        ids = "-" if first is None else f"{first}-{last}"
+        rows.append(
+            [
+                row.get("index"),
+                row.get("pid"),
+                ids,
+                *counts,
+                float(row.get("cpu_seconds", 0.0)),
+                row.get("lost") or "",
+            ]
+        )
+    if rows:
+        rows.append(["Total", "", "", *sums, round(cpu, 3), ""])
+    return rows
+
+
 def run_info(run: Mapping[str, Any]) -> Mapping[str, Any]:
     """The ``"run"`` section, empty when missing."""
     info: Mapping[str, Any] = run.get("run") or {}

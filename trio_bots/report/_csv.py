@@ -16,6 +16,7 @@ from typing import Any
 
 from ..metrics import Stats, failures_from_snapshot, format_percentile_label
 from ._common import (
+    SHARD_COLUMNS,
     TOTAL_NAME,
     RunLike,
     all_stats,
@@ -23,6 +24,7 @@ from ._common import (
     bucket_width,
     run_info,
     safe_ratio,
+    shard_rows,
     stat_rows,
     tag_keys,
     tag_rows,
@@ -73,7 +75,8 @@ def write_csv(
     run: RunLike, prefix: str | os.PathLike[str], *, full_history: bool = False
 ) -> list[Path]:
     """Write ``PREFIX_stats.csv``, ``PREFIX_failures.csv`` and ``PREFIX_history.csv``,
-    and ``PREFIX_tags.csv`` when the run has tagged names.
+    ``PREFIX_tags.csv`` when the run has tagged names, and ``PREFIX_shards.csv``
+    when it ran over several shards.
 
     The columns are Locust's and every time is in **milliseconds**, as in
     Locust. "Request Count" counts every request, failed or not, as
@@ -85,7 +88,9 @@ def write_csv(
 
     ``PREFIX_tags.csv`` has a row per tag set of each tagged name: "Type",
     "Name", then a column per tag key (empty where the set has no such tag),
-    then the figures of ``PREFIX_stats.csv``.
+    then the figures of ``PREFIX_stats.csv``. ``PREFIX_shards.csv`` has a row per
+    shard (bots, requests, failures, cancelled measures, CPU seconds, why it was
+    lost) and a "Total" row.
 
     Args:
         run: the run snapshot (``SwarmResult.to_dict()``), or the result.
@@ -93,7 +98,8 @@ def write_csv(
         full_history: also write each name's row for every second.
 
     Returns:
-        The paths written, in that order (three, or four with the tags file).
+        The paths written, in that order (three, then the tags and shards files
+        when written).
 
     Raises:
         ConfigError: *run* is not a run snapshot.
@@ -124,7 +130,11 @@ def write_csv(
     if keys:
         paths.append(Path(f"{base}_tags.csv"))
         columns = [*STATS_COLUMNS[:2], *keys, *STATS_COLUMNS[2:]]
-        _write(paths[3], columns, _tag_rows(data, stats, keys))
+        _write(paths[-1], columns, _tag_rows(data, stats, keys))
+    shards = shard_rows(data)
+    if shards:
+        paths.append(Path(f"{base}_shards.csv"))
+        _write(paths[-1], SHARD_COLUMNS, shards)
     return paths
 
 

@@ -26,6 +26,7 @@ from ..metrics import (
 )
 from ._common import (
     CONSOLE_PERCENTILES,
+    SHARD_COLUMNS,
     RunLike,
     all_stats,
     as_run,
@@ -34,6 +35,7 @@ from ._common import (
     open_model_names,
     run_info,
     safe_ratio,
+    shard_rows,
     stat_rows,
     summary_line,
     tag_keys,
@@ -176,6 +178,7 @@ def _page(run: Mapping[str, Any], charts: Sequence[str], fanout_detail: bool) ->
         "<h2>Requests</h2>",
         _stats_table(run, fanout_detail),
         _tags_table(run),
+        _shards_table(run),
         _failures_table(run),
         _bot_failures_table(info),
         _thresholds_table(run),
@@ -282,6 +285,21 @@ def _tags_table(run: Mapping[str, Any]) -> str:
             ]
             body.append(f'<tr class="tag">{"".join(cells)}</tr>')
     return "<h2>Tags</h2>" + _table(headers, body)
+
+
+def _shards_table(run: Mapping[str, Any]) -> str:
+    """A row per shard of a sharded run, and the total."""
+    rows = shard_rows(run)
+    if not rows:
+        return ""
+    body = []
+    for row in rows:
+        cells = [_cell(v, "text" if i in (0, 8) else "") for i, v in enumerate(row)]
+        if row[8]:
+            cells[8] = _cell(row[8], "text fail")
+        css = ' class="total"' if row[0] == "Total" else ""
+        body.append(f"<tr{css}>{''.join(cells)}</tr>")
+    return "<h2>Shards</h2>" + _table(SHARD_COLUMNS, body, text=(0, 8))
 
 
 def _failures_table(run: Mapping[str, Any]) -> str:
