@@ -335,7 +335,8 @@ def test_total_and_named_latency_thresholds_read_alike() -> None:
 
 
 def test_result_unit_must_be_known() -> None:
-    with pytest.raises(ConfigError, match="unit is one of 's', 'ratio', '1/s', 'count', got 'ms'"):
+    expected = "unit is one of 's', 'ratio', '1/s', 'count', 'value', got 'ms'"
+    with pytest.raises(ConfigError, match=expected):
         ThresholdResult("p99 < 1", True, 0.5, 1.0, unit="ms")
 
 
