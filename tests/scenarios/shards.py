@@ -76,3 +76,11 @@ async def hang_shard_1(bot):
         await trio.sleep(1.2)
         time.sleep(8)  # noqa: ASYNC251 - blocking the loop is the point
     await bot.stopping.wait()
+
+
+async def tick_counter(bot):
+    """Count "ticks" twice a second until stopped (a custom counter over every shard)."""
+    while not bot.stopping.is_set():
+        bot.count("ticks")
+        with trio.move_on_after(0.5):
+            await bot.stopping.wait()

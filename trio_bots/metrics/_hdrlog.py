@@ -24,7 +24,8 @@
   (the plain tag holds the corrected ones).
 - After each second, a ``#[trio-bots {json}]`` comment holds what the
   histograms do not: the second ``t``, the live ``bots``, each name's
-  ``failures``, the ``kinds`` of the names that are not requests, the run's
+  ``failures`` and exact ``bounds`` (its smallest and largest sample in µs,
+  which a histogram rounds), the ``kinds`` of the names that are not requests, the run's
   ``counters`` and ``gauges`` so far, ``bots_started``, ``bots_finished``,
   ``dropped_arrivals``, ``dropped_messages`` and the ``elapsed`` seconds.
   HdrHistogram readers skip comment lines.
@@ -155,6 +156,7 @@ class HdrLogWriter:
             lines.append(_line(None, t, length, bucket["max"], bucket["hist"]))
         failures: dict[str, int] = {}
         kinds: dict[str, str] = {}
+        bounds: dict[str, list[int]] = {}
         for name, entry in bucket["names"].items():
             if entry["failures"]:
                 failures[name] = entry["failures"]
@@ -164,10 +166,17 @@ class HdrLogWriter:
                 continue
             tag = encode_tag(name)
             lines.append(_line(tag, t, length, entry["max"], entry["hist"]))
+            bounds[name] = [round(entry["min"] * 1e6), round(entry["max"] * 1e6)]
             raw_hist = (raw or {}).get(name)
             if raw_hist is not None:
                 lines.append(_line(tag + RAW_SUFFIX, t, length, math.nan, raw_hist))
-        figures = {"t": t, "bots": bots, "elapsed": round(elapsed, 6), "failures": failures}
+        figures: dict[str, Any] = {
+            "t": t,
+            "bots": bots,
+            "elapsed": round(elapsed, 6),
+            "failures": failures,
+            "bounds": bounds,
+        }
         if kinds:
             figures["kinds"] = kinds
         figures.update(extra or {})
@@ -214,6 +223,7 @@ def read_hdr_log(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
             figures = _json(line[len(TICK_COMMENT) : -1], path, number)
             kinds = figures.get("kinds", {})
             failures = figures.get("failures", {})
+            bounds = figures.get("bounds", {})
             for name in sorted(pending.keys() | failures.keys()):
                 hist, raw = pending.get(name, [EMPTY_HIST, None])
                 recorder.record_interval(
@@ -222,6 +232,7 @@ def read_hdr_log(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
                     kind=kinds.get(name, "request"),
                     failures=int(failures.get(name, 0)),
                     raw=raw,
+                    bounds=tuple(bounds[name]) if name in bounds else None,
                 )
             pending.clear()
             for name, value in figures.get("counters", {}).items():

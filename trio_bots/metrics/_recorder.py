@@ -348,12 +348,14 @@ class Recorder:
         kind: str = "request",
         failures: int = 0,
         raw: str | None = None,
+        bounds: tuple[int, int] | None = None,
     ) -> None:
         """Add an encoded interval histogram (and its failures) under `name`, as if each of
         its samples had been recorded since the last tick: what a log is read back with.
 
         Its failures are counted without their (type, message) groups. `raw` is its
-        uncorrected twin (open model), when there is one.
+        uncorrected twin (open model), when there is one. `bounds` are its exact
+        smallest and largest samples in µs, which an encoded histogram rounds.
 
         Example:
             >>> rec = Recorder(0.0)
@@ -371,12 +373,19 @@ class Recorder:
             series.raw_cum.add(series.cum)
             series.raw_interval = new_hist()
             series.raw_interval.add(series.interval)
-        for target, encoded in ((series.interval, hist), (series.raw_interval, raw or hist)):
+        interval = series.interval
+        empty = not interval.get_total_count()
+        for target, encoded in ((interval, hist), (series.raw_interval, raw or hist)):
             if target is None or encoded == EMPTY_HIST:
                 continue
             part = decode_hist(encoded)
             target.add(part)
             release_hist(part)
+        if bounds is not None and interval.get_total_count():
+            # hdrh's record_value keeps the exact min and max, and fold() reads them
+            low, high = bounds
+            interval.min_value = low if empty else min(interval.min_value, low)
+            interval.max_value = high if empty else max(interval.max_value, high)
         series.failure_count += failures
         series.interval_failures += failures
 
