@@ -252,7 +252,7 @@ class _Feed:
 
     def _tick(self, tick: Tick) -> None:
         self._last = tick.bucket
-        for name, entry in tick.bucket.get("names", {}).items():
+        for name, entry in tick.delta.get("names", {}).items():
             total = self._totals.setdefault(
                 name, {"kind": entry.get("kind", "request"), "count": 0, "failure_count": 0}
             )
