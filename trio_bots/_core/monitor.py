@@ -95,12 +95,6 @@ class Monitor:
     def tick(self, tick: Tick) -> None:
         """Follow one second of the run (a `Runtime.on_tick` hook)."""
         stats = self._statistics()
-        figures = RunFigures(
-            counters=tick.counters,
-            gauges=tick.gauges,
-            dropped_arrivals=stats.dropped_arrivals,
-            dropped_messages=stats.dropped_messages,
-        )
         added = tick.delta
         if self._log is not None:
             self._log.write(
@@ -121,6 +115,12 @@ class Monitor:
         live = self._live
         if live is None:
             return
+        figures = RunFigures(
+            counters=tick.counters,
+            gauges=tick.gauges,
+            dropped_arrivals=stats.dropped_arrivals,
+            dropped_messages=stats.dropped_messages,
+        )
         live.update(added, active_seconds=tick.active_seconds, figures=figures)
         if not self._abort_on_fail or self._abort is not None or tick.final:
             return

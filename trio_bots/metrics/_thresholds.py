@@ -589,7 +589,7 @@ def request_stats(stats: StatsMap, t: Threshold, figures: RunFigures | None = No
     """
     if t.name is None:
         return stats.total
-    if t.name in stats or _selects(stats, t.name):
+    if t.name in stats:  # a name{k=v} selector too (see `StatsMap.select`)
         return stats[t.name]
     if t.metric == "count" and figures is not None and t.name in figures.counters:
         raise ConfigError(f"threshold {str(t)!r}: {counter_hint(t)}")
@@ -610,11 +610,6 @@ def counter_hint(t: Threshold) -> str:
         f"{t.name!r} is a custom counter (bot.count), not a request name: "
         f"write counter{_name_repr(t.name)} {t.op} {t.number}"
     )
-
-
-def _selects(stats: StatsMap, name: str) -> bool:
-    base, text = split_key(name)
-    return bool(text) and base in stats
 
 
 def entry_matches(key: str, name: str) -> bool:
