@@ -80,10 +80,25 @@ def _write_cli_reference(app: Sphinx) -> None:
     command = typer.main.get_command(cli_app)
     ctx = command.context_class(command, info_name="trio-bots")
     text = typer.cli.get_docs_for_click(obj=command, ctx=ctx, name="trio-bots")
+    text = _plain_brackets(text)
     out = HERE / "_generated" / "cli.md"
     out.parent.mkdir(exist_ok=True)
     if not out.exists() or out.read_text() != text:  # unchanged: no rebuild of the page
         out.write_text(text)
+
+
+def _plain_brackets(markdown: str) -> str:
+    """Escape ``[`` in prose, outside code spans and fenced blocks: help texts are plain
+    text, and "p95[10s](login)" must not become a Markdown link."""
+    lines, fenced = [], False
+    for line in markdown.splitlines(keepends=True):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        if not fenced:
+            parts = line.split("`")
+            line = "`".join(p.replace("[", "\\[") if i % 2 == 0 else p for i, p in enumerate(parts))
+        lines.append(line)
+    return "".join(lines)
 
 
 def setup(app: Sphinx) -> None:

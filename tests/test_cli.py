@@ -117,8 +117,11 @@ def test_scenario_specs() -> None:
 
 def test_exit_code_precedence() -> None:
     class Result:
-        def __init__(self, *, interrupted: bool, aborted: bool, sig: int | None) -> None:
+        def __init__(
+            self, *, interrupted: bool, aborted: bool, sig: int | None, by: str | None = None
+        ) -> None:
             self.interrupted, self.aborted, self.signal = interrupted, aborted, sig
+            self.aborted_by = by
 
     class Check:
         def __init__(self, passed: bool) -> None:
@@ -134,6 +137,14 @@ def test_exit_code_precedence() -> None:
     # Swarm.stop() from a worker is a normal end, not a signal.
     stopped = Result(interrupted=True, aborted=False, sig=None)
     assert Outcome(stopped, None, [Check(True)]).code() == 0
+    # abort-on-fail exits 1, even when the threshold passed again by the end ...
+    by_threshold = Result(interrupted=False, aborted=False, sig=None, by="p99 < 1s")
+    assert Outcome(by_threshold, None, [Check(True)]).code() == 1
+    # ... and a signal (130/143) or an abort (3) during its stop still wins
+    signalled = Result(interrupted=True, aborted=False, sig=signal.SIGINT, by="p99 < 1s")
+    assert Outcome(signalled, None, failed).code() == 130
+    aborted = Result(interrupted=False, aborted=True, sig=None, by="p99 < 1s")
+    assert Outcome(aborted, None, failed).code() == 3
 
 
 # -- exit 0

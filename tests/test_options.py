@@ -50,6 +50,10 @@ BAD_VALUES: dict[str, tuple[Any, str]] = {
     "inbox_size": (0, "inbox_size must be >= 1, got 0"),
     "on_full": ("wait", "on_full must be one of 'block', 'drop', 'error', got 'wait'"),
     "sockets_per_bot": (-1, "sockets_per_bot must be >= 0, got -1"),
+    "thresholds": (5, "thresholds must be a list of expressions such as ['p99(login) < 50ms']"),
+    "abort_on_fail": ("yes", "abort_on_fail must be True or False, got 'yes'"),
+    "abort_delay": (-1, "abort_delay must be >= 0, got -1"),
+    "hdr_log": (5, "hdr_log must be a file name such as 'run.hlog', got 5"),
     "data": (42, "data must be a file name (.csv, .jsonl), a list or an iterable of records"),
     "data_mode": ("loop", "data_mode must be one of 'sequential', 'cycle', 'random'"),
     "data_per": ("step", "data_per must be one of 'bot', 'iteration', got 'step'"),
@@ -256,7 +260,6 @@ def test_run_has_one_flag_per_declared_option() -> None:
     assert cli_only == {
         "scenario",
         "bots",
-        "threshold",
         "host_check",
         "backend",
         "serve",

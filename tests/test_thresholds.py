@@ -104,7 +104,7 @@ def test_non_string_is_a_config_error() -> None:
 
 
 garbage = st.text(
-    st.sampled_from(list("p9.()<>=!%\"'\\ msuµ_failurecountrpsmax0e+-²\t")), max_size=30
+    st.sampled_from(list("p9.()[]<>=!%\"'\\ msuµ_failurecountrpsmax0e+-²\t")), max_size=30
 )
 
 
@@ -335,7 +335,8 @@ def test_total_and_named_latency_thresholds_read_alike() -> None:
 
 
 def test_result_unit_must_be_known() -> None:
-    with pytest.raises(ConfigError, match="unit is one of 's', 'ratio', '1/s', 'count', got 'ms'"):
+    expected = "unit is one of 's', 'ratio', '1/s', 'count', 'value', got 'ms'"
+    with pytest.raises(ConfigError, match=expected):
         ThresholdResult("p99 < 1", True, 0.5, 1.0, unit="ms")
 
 
@@ -358,3 +359,52 @@ def test_result_is_plain_data() -> None:
         "unit": "s",
     }
     assert ThresholdResult(**json.loads(json.dumps(data))) == r
+
+
+# --- windows and the run's own figures ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expr", "window", "canonical"),
+    [
+        ("p95[10s](login) < 100ms", 10, "p95[10s](login) < 100ms"),
+        ("p95 [ 2m ] (login) < 100ms", 120, "p95[120s](login) < 100ms"),
+        ("rps[90](x) > 5", 90, "rps[90s](x) > 5"),
+        ("failure_rate[10M] < 1%", 600, "failure_rate[600s] < 1%"),
+        ("count[1s](x) >= 3", 1, "count[1s](x) >= 3"),
+    ],
+)
+def test_windows(expr: str, window: int, canonical: str) -> None:
+    t = parse_threshold(expr)
+    assert t.window == window and str(t) == canonical
+    assert parse_threshold(str(t)) == t
+
+
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        ("p95[0s](x) < 1", "a window of whole seconds from 1s to 10m"),
+        ("p95[11m](x) < 1", "a window of whole seconds from 1s to 10m"),
+        ("p95[1.5s](x) < 1", "a window of whole seconds from 1s to 10m"),
+        ("p95[10ms](x) < 1", "a window of whole seconds from 1s to 10m"),
+        ("p95[10s(x) < 1", "a closing ] for this window"),
+        ("counter[10s](x) < 1", "a window applies to request metrics, not counter"),
+        ("counter < 1", "'(' and the name of the counter"),
+        ("gauge < 1", "'(' and the name of the gauge"),
+        ("dropped_arrivals(x) < 1", "an operator: dropped_arrivals takes no name"),
+        ("counter(x) < 1ms", "no unit: counter is a plain number"),
+    ],
+)
+def test_window_and_run_metric_errors(expr: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        parse_threshold(expr)
+
+
+def test_run_metrics_parse_and_say_their_unit() -> None:
+    assert parse_threshold("counter(retries) <= 3").base_unit == "count"
+    assert parse_threshold("gauge('queue depth') < 5").base_unit == "value"
+    assert parse_threshold("dropped_messages == 0").name is None
+    assert parse_threshold("dropped_arrivals == 0").reads_run
+    assert parse_threshold("count(x) >= 1").counts_up
+    assert not parse_threshold("counter(x) < 1").counts_up
+    assert not parse_threshold("p99[5s](x) < 1").reads_run

@@ -94,13 +94,14 @@ async def _run_swarm(
 ) -> SwarmResult:
     __tracebackhide__ = True  # the failure is the swarm's, not this helper's
     from ._core.swarm import swarm  # lazily: the plugin loads in every pytest run
+    from .metrics import raise_failed
 
     if isinstance(thresholds, str):
         thresholds = [thresholds]
     try:
-        result = await swarm(worker, size, **options)
-        if thresholds:
-            result.assert_thresholds(*thresholds)
+        # judged live by the swarm (abort_on_fail= stops it early) and at its end
+        result = await swarm(worker, size, thresholds=list(thresholds) or None, **options)
+        raise_failed(result.thresholds)
     except TrioBotsError as exc:
         # The engine's frames say nothing about the test: drop them. A bot's
         # own traceback is kept, in the cause.
@@ -146,11 +147,12 @@ def swarm_runner() -> SwarmRunner:
     """An async function that runs a swarm and returns its `SwarmResult`.
 
     ``await swarm_runner(worker, size, **options)`` takes the same
-    arguments as `trio_bots.swarm`, plus ``thresholds=[...]``: expressions
-    checked at the end with `SwarmResult.assert_thresholds`. A failing bot
-    fails the test with `SwarmAborted` (its message names the bot, its
-    cause is the bot's exception with the traceback); a failed threshold
-    with `ThresholdError`.
+    arguments as `trio_bots.swarm`, ``thresholds=[...]``, ``abort_on_fail=``
+    and ``abort_delay=`` included: the swarm judges the thresholds every
+    second and at its end. A failing bot fails the test with `SwarmAborted`
+    (its message names the bot, its cause is the bot's exception with the
+    traceback); a failed threshold, or one that stopped the run with
+    ``abort_on_fail=True``, with `ThresholdError`.
 
     Example:
         >>> @pytest.mark.trio

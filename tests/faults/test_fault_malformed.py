@@ -13,6 +13,7 @@ import base64
 import hashlib
 import re
 import subprocess
+import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -95,14 +96,17 @@ FLAGS = st.lists(
 @settings(max_examples=12, deadline=None)
 @given(FLAGS)
 def test_cli_flags_give_an_exit_code_and_a_line_never_a_traceback(flags: list[str]) -> None:
-    proc = subprocess.run(
-        [PYTHON, "-m", "trio_bots.cli", "run", "quick.py", "--quiet", "--no-host-check", *flags],
-        capture_output=True,
-        text=True,
-        cwd=SCENARIOS,
-        env=child_env(),
-        timeout=60,
-    )
+    # In a folder of its own: a generated "--json 10s:5" writes a report named 10s:5.
+    with tempfile.TemporaryDirectory() as folder:
+        proc = subprocess.run(
+            [PYTHON, "-m", "trio_bots.cli", "run", str(SCENARIOS / "quick.py"), "--quiet",
+             "--no-host-check", *flags],
+            capture_output=True,
+            text=True,
+            cwd=folder,
+            env=child_env(),
+            timeout=60,
+        )  # fmt: skip
     assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
     assert proc.returncode in (0, 1, 2, 3), proc.stderr
     if proc.returncode == 2:

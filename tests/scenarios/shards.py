@@ -90,3 +90,11 @@ async def fail_four(bot):
         await trio.sleep(0.2 * bot.id)
         raise ValueError(f"bot {bot.id}")
     await bot.stopping.wait()
+
+
+async def tick_counter(bot):
+    """Count "ticks" twice a second until stopped (a custom counter over every shard)."""
+    while not bot.stopping.is_set():
+        bot.count("ticks")
+        with trio.move_on_after(0.5):
+            await bot.stopping.wait()

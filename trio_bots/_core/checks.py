@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -196,6 +196,54 @@ class Text(Check):
 
     def describe(self) -> str:
         return "str"
+
+
+@dataclass(frozen=True)
+class FilePath(Check):
+    """A file to write, as a string or a path (``os.PathLike``): kept as a string."""
+
+    example: str
+
+    def __call__(self, name: str, value: Any) -> str:
+        if not isinstance(value, str | os.PathLike) or not os.fspath(value):
+            raise ConfigError(f"{name} must be a file name such as {self.example!r}, got {value!r}")
+        return str(os.fspath(value))
+
+    def describe(self) -> str:
+        return "a file name (str or path)"
+
+
+@dataclass(frozen=True)
+class Expressions(Check):
+    """Expressions, each checked by `parse` (which raises `ConfigError`): a list of
+    strings, or one string; kept as a tuple of the stripped strings.
+
+    Example:
+        >>> Expressions(str.upper, "x < 1")("thresholds", ["a < 1 ", "b < 2"])
+        ('a < 1', 'b < 2')
+        >>> Expressions(str.upper, "x < 1")("thresholds", 5)
+        Traceback (most recent call last):
+        ...
+        trio_bots.ConfigError: thresholds must be a list of expressions such as ['x < 1'], got 5
+    """
+
+    parse: Callable[[str], Any]
+    example: str
+
+    def __call__(self, name: str, value: Any) -> tuple[str, ...]:
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, bytes | Mapping) or not hasattr(value, "__iter__"):
+            raise ConfigError(
+                f"{name} must be a list of expressions such as [{self.example!r}], got {value!r}"
+            )
+        items = list(value)
+        for item in items:
+            self.parse(item)  # a ConfigError names the expression and the column
+        return tuple(item.strip() for item in items)
+
+    def describe(self) -> str:
+        return "[expression, ...]"
 
 
 @dataclass(frozen=True)

@@ -39,12 +39,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .._errors import ConfigError
+from ..metrics import parse_threshold
 from .checks import (
     Boolean,
     BotIds,
     Check,
     Choice,
     DataSource,
+    Expressions,
+    FilePath,
     Function,
     Implements,
     Integer,
@@ -78,6 +81,7 @@ PANEL_RUN = "Run length and pacing"
 PANEL_FAILURES = "Failures and measuring"
 PANEL_DATA = "Test data and tracing"
 PANEL_SCALE = "Scale-out"
+PANEL_OUTPUT = "Reports and output"
 
 
 @dataclass(frozen=True)
@@ -334,6 +338,53 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "for the fd preflight; 0 turns it off",
         Flag("For the open-file preflight; 0 disables it.", panel=PANEL_FAILURES),
     ),
+    # thresholds, live (docs/metrics.md)
+    OptionSpec(
+        "thresholds",
+        None,
+        Expressions(parse_threshold, "p99(login) < 50ms"),
+        "pass/fail expressions, judged every second of the run and at its end "
+        "(`SwarmResult.thresholds`)",
+        Flag(
+            'Pass/fail check, e.g. "p99(login) < 50ms" or "p95[10s](login) < 80ms" '
+            "(repeatable); judged live and at the end, a failure exits 1.",
+            metavar="EXPR",
+            panel=PANEL_FAILURES,
+            name="--threshold",
+            repeatable=True,
+        ),
+    ),
+    OptionSpec(
+        "abort_on_fail",
+        False,
+        Boolean(),
+        "begin a graceful stop as soon as a threshold fails (`run.aborted_by`)",
+        Flag("Stop the run gracefully when a threshold fails (exit 1).", panel=PANEL_FAILURES),
+    ),
+    OptionSpec(
+        "abort_delay",
+        0.0,
+        _SECONDS,
+        "with `abort_on_fail`: no abort before this many seconds from the start",
+        Flag(
+            "With --abort-on-fail: no abort before D from the start.",
+            metavar="D",
+            parse=parse_duration,
+            panel=PANEL_FAILURES,
+        ),
+    ),
+    OptionSpec(
+        "hdr_log",
+        None,
+        FilePath("run.hlog"),
+        "write every second's histogram per name to this file (HdrHistogram interval log)",
+        Flag(
+            "Write every second's latency histogram per name to FILE (HdrHistogram "
+            "interval log; trio-bots report FILE rebuilds the reports).",
+            metavar="FILE",
+            panel=PANEL_OUTPUT,
+        ),
+    ),
     # test data (docs/data.md)
     OptionSpec(
         "data",
@@ -549,6 +600,15 @@ def check_combinations(size: int, options: Mapping[str, Any], spell: Spelling) -
         raise ConfigError(
             f"{s('trace_dir')} says where transcripts go: give {s('trace_bots')} or "
             f"{s('trace_failures')} too"
+        )
+    if options["abort_on_fail"] and not options["thresholds"]:
+        raise ConfigError(
+            f"{s('abort_on_fail')} stops the run when a threshold fails: give "
+            f"{s('thresholds')} too"
+        )
+    if options["abort_delay"] and not options["abort_on_fail"]:
+        raise ConfigError(
+            f"{s('abort_delay')} delays the abort of {s('abort_on_fail')}: give it too"
         )
     if options["pace"] is not None and options["think_time"] is not None:
         raise ConfigError(f"give either {s('think_time')} or {s('pace')}, not both")

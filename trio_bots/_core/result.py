@@ -18,8 +18,11 @@ from typing import Any
 
 from ..metrics import (
     FailureGroup,
+    RunFigures,
     StatsMap,
+    Threshold,
     ThresholdResult,
+    ThresholdState,
     TimelineBucket,
     assert_thresholds,
     check_thresholds,
@@ -50,7 +53,8 @@ class SwarmStatistics:
     snapshot (see `trio_bots.metrics`). In the open model, `arrivals` counts the
     arrivals dispatched so far, and `arrival_lateness_mean` / `_max` say how late
     (in seconds) the scheduler dispatched them: a measure of the load tool's own
-    health. Reading it changes nothing.
+    health. `thresholds` holds each threshold's live `ThresholdState` (pending,
+    passed or failed) as of the last second. Reading it changes nothing.
 
     Example:
         >>> import trio, trio_bots
@@ -78,6 +82,7 @@ class SwarmStatistics:
     arrivals: int = 0
     arrival_lateness_mean: float = 0.0
     arrival_lateness_max: float = 0.0
+    thresholds: tuple[ThresholdState, ...] = ()
 
 
 @dataclass
@@ -105,6 +110,10 @@ class SwarmResult:
             ``failure_count``, ``cancelled``: its ``measure()`` blocks cut off by a
             cancellation, ``cpu_seconds``, ``lost``: None or why it was lost); empty otherwise.
         split_groups: groups that spanned shards, as ``{"group": g, "shards": [...]}``.
+        thresholds: the final `ThresholdResult` of each ``thresholds=`` expression.
+        aborted_by: the threshold (as written) whose failure stopped the run
+            (``abort_on_fail=True``), or None.
+        aborted_at: when it did, in seconds from the start, or None.
 
     Example:
         >>> import trio, trio_bots
@@ -138,11 +147,31 @@ class SwarmResult:
     cross_shard_skipped: int = 0
     shards: list[dict[str, Any]] = field(default_factory=list)
     split_groups: list[dict[str, Any]] = field(default_factory=list)
+    thresholds: list[ThresholdResult] = field(default_factory=list)
+    aborted_by: str | None = None
+    aborted_at: float | None = None
 
-    def check(self, *thresholds: str) -> list[ThresholdResult]:
+    def _complete_seconds(self) -> list[dict[str, Any]]:
+        """The timeline without its last bucket when that second is partial (the run
+        ended within it): what a windowed threshold reads at the end."""
+        timeline: list[dict[str, Any]] = self.metrics.get("timeline", [])
+        complete = [b for b in timeline if b["t"] + b.get("span", 1) <= self.duration + 1e-9]
+        return complete or timeline
+
+    def _figures(self) -> RunFigures:
+        return RunFigures(
+            counters=self.metrics.get("counters", {}),
+            gauges=self.metrics.get("gauges", {}),
+            dropped_arrivals=self.dropped_arrivals,
+            dropped_messages=self.dropped_messages,
+        )
+
+    def check(self, *thresholds: str | Threshold) -> list[ThresholdResult]:
         """Evaluate threshold expressions such as ``"p99(login) < 50ms"``.
 
-        Returns a `ThresholdResult` per expression.
+        Returns a `ThresholdResult` per expression. A windowed threshold
+        (``p95[10s](x)``) reads the last complete seconds of the timeline; ``counter``,
+        ``gauge`` and the dropped counts read the run's own figures.
 
         Example:
             >>> import trio, trio_bots
@@ -153,9 +182,11 @@ class SwarmResult:
             >>> [r.passed for r in result.check("failure_rate < 1%", "count(login) >= 5")]
             [True, True]
         """
-        return list(check_thresholds(self.stats, thresholds))
+        return check_thresholds(
+            self.stats, thresholds, timeline=self._complete_seconds(), figures=self._figures()
+        )
 
-    def assert_thresholds(self, *thresholds: str) -> list[ThresholdResult]:
+    def assert_thresholds(self, *thresholds: str | Threshold) -> list[ThresholdResult]:
         """Like `check`, but raise `ThresholdError` listing each failed threshold.
 
         Example:
@@ -166,10 +197,14 @@ class SwarmResult:
             >>> result = trio.run(trio_bots.swarm, worker, 5)
             >>> _ = result.assert_thresholds("p99(login) < 1s", "failure_rate == 0")
         """
-        return list(assert_thresholds(self.stats, thresholds))
+        return assert_thresholds(
+            self.stats, thresholds, timeline=self._complete_seconds(), figures=self._figures()
+        )
 
     def to_dict(self, thresholds: list[ThresholdResult] | None = None) -> dict[str, Any]:
         """The run as plain data, schema ``trio-bots/1``: what the reporters read.
+
+        Its ``thresholds`` are `thresholds`, or else the run's own (`SwarmResult.thresholds`).
 
         Example:
             >>> import trio, trio_bots
@@ -191,6 +226,8 @@ class SwarmResult:
                 "interrupted": self.interrupted,
                 "aborted": self.aborted,
                 "signal": self.signal,
+                "aborted_by": self.aborted_by,
+                "aborted_at": self.aborted_at,
                 "timed_out": self.timed_out,
                 "bots_cancelled": self.bots_cancelled,
                 "warnings": list(self.warnings),
@@ -221,7 +258,7 @@ class SwarmResult:
                     "required": t.required,
                     "unit": t.unit,
                 }
-                for t in (thresholds or [])
+                for t in (self.thresholds if thresholds is None else thresholds)
             ],
         }
 

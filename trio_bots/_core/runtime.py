@@ -32,7 +32,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Hashable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import anyio
@@ -117,6 +117,16 @@ class Tick:
         bucket: that second's timeline bucket, as plain data (see `trio_bots.metrics`).
         bots_running: the live bots when the ticker ran.
         final: True for the last, partial second, written when the run ends.
+        active_seconds: the seconds during which bots ran, up to now (what ``rps``
+            divides by).
+        counters: the custom counters (``bot.count``) so far.
+        gauges: the custom gauges' (``bot.gauge``) last values.
+        raw: each name's raw (uncorrected) histogram of this second, encoded, in the open
+            model, when something asked for them (the HDR log); else empty.
+        added: what this tick added, as a bucket: `bucket` itself, except for a final
+            tick that merged into a second already ticked (a run that ended on a whole
+            second), where `bucket` is the whole second and `added` the rest of it. A
+            hook that sums the seconds reads `added` (None: read `bucket`).
 
     Example:
         >>> Tick(second=0, bucket={"t": 0, "count": 0}, bots_running=1).bucket["count"]
@@ -127,6 +137,16 @@ class Tick:
     bucket: Mapping[str, Any]
     bots_running: int
     final: bool = False
+    active_seconds: float = 0.0
+    counters: Mapping[str, float] = field(default_factory=dict)
+    gauges: Mapping[str, float] = field(default_factory=dict)
+    raw: Mapping[str, str] = field(default_factory=dict)
+    added: Mapping[str, Any] | None = None
+
+    @property
+    def delta(self) -> Mapping[str, Any]:
+        """What this tick added: `added`, or `bucket` when that is None."""
+        return self.bucket if self.added is None else self.added
 
 
 class Runtime:
@@ -171,6 +191,8 @@ class Runtime:
         self.start_time = self.clock()
         self.started_wall = time.time() if shard.start_wall is None else shard.start_wall
         self.recorder = Recorder(self.start_time)
+        # the HDR log writes the open model's raw histograms of each second too
+        self.recorder.keep_raw_intervals = options.get("hdr_log") is not None
         self.tag_keys = TagKeys(self.warn)
         self.bot_tags: dict[int, Mapping[str, Any]] = {}
         self.request_timeout: float | None = options["request_timeout"]
@@ -295,10 +317,21 @@ class Runtime:
             # The run ended on a whole second, which the ticker already wrote: what is
             # left belongs to that second, and no empty bucket starts after the end.
             second -= 1
-        bucket = self.recorder.tick(second, self.bots_running)
+        recorder = self.recorder
+        bucket = recorder.tick(second, self.bots_running)
         if not final:
             self._seconds_ticked = second + 1
-        tick = Tick(second, bucket, self.bots_running, final)
+        tick = Tick(
+            second,
+            bucket,
+            self.bots_running,
+            final,
+            active_seconds=self.active_seconds(self.clock()),
+            counters=recorder.counters(),
+            gauges=recorder.gauges(),
+            raw=recorder.last_raw,
+            added=recorder.last_added,
+        )
         for hook in list(self._tick_hooks):
             hook(tick)
 

@@ -30,6 +30,7 @@ from .bot import Bot, enter_bot_task
 from .data import feeder_for_run
 from .load import make_load
 from .messaging import Messaging
+from .monitor import Monitor
 from .options import check_backend, preflight_fds, validate_options
 from .result import BotFailure, SwarmResult, SwarmStatistics
 from .runtime import BotState, Runtime, Tick
@@ -120,6 +121,17 @@ class Swarm:
         self._escaped: BaseException | None = None  # a bot's BaseException, raised at the end
         self._load = runtime.load = make_load(runtime)
         runtime.control = _Control(self)
+        # thresholds= and hdr_log= follow the run's seconds; the log's file opens here
+        self._monitor: Monitor | None = None
+        if Monitor.wanted(options):
+            self._monitor = Monitor(
+                options,
+                size=self.size,
+                started_wall=runtime.started_wall,
+                statistics=functools.partial(self.statistics, metrics=False),
+                begin_stop=self._begin_stop,
+            )
+            runtime.on_tick(self._monitor.tick)
 
     def __repr__(self) -> str:
         return f"<Swarm size={self.size} running={self._runtime.bots_running}>"
@@ -161,6 +173,7 @@ class Swarm:
             arrivals=arrivals,
             arrival_lateness_mean=getattr(load, "lateness_sum", 0.0) / max(arrivals, 1),
             arrival_lateness_max=getattr(load, "lateness_max", 0.0),
+            thresholds=() if self._monitor is None else self._monitor.states(),
         )
 
     def stop(self) -> None:
@@ -405,6 +418,8 @@ class Swarm:
             bots_cancelled=self._bots_cancelled,
             warnings=list(runtime.warnings),
         )
+        if self._monitor is not None:
+            self._monitor.finish(self.result)
         return self.result
 
 

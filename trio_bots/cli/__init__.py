@@ -19,7 +19,9 @@ here: `with_swarm_flags` makes one per option declared in
 ``trio_bots._core.options.OPTIONS``, with its metavar, parser, help, panel
 and default. The flags declared here are the command's own.
 
-``trio-bots init [PATH]`` writes a commented starter scenario.
+``trio-bots report FILE.hlog`` rebuilds the reports from a run's HDR log
+(``--hdr-log``), with the same exit codes. ``trio-bots init [PATH]`` writes a
+commented starter scenario.
 
 Example:
     >>> from typer.testing import CliRunner
@@ -42,8 +44,9 @@ import typer
 from rich.console import Console
 
 from .. import __version__
-from .._core.options import PANEL_FAILURES, PANEL_LOAD
+from .._core.options import PANEL_LOAD, PANEL_OUTPUT
 from ._flags import BOTS_FLAG, with_swarm_flags
+from ._report import report_log
 from ._run import (
     EXIT_OK,
     EXIT_USAGE,
@@ -59,7 +62,7 @@ from ._run import (
 )
 from ._signals import finish_first, handle_sigterm, interrupted_code
 
-_OUT = "Reports and output"
+_OUT = PANEL_OUTPUT
 _SIM = "Simulation (an in-process server)"
 
 __all__ = ["app", "main"]
@@ -120,14 +123,6 @@ def run(
         int | None,
         typer.Option(
             BOTS_FLAG, "-n", min=0, help="Bots started up front (size).", rich_help_panel=PANEL_LOAD
-        ),
-    ] = None,
-    threshold: Annotated[
-        list[str] | None,
-        typer.Option(
-            metavar="EXPR",
-            help='Pass/fail check, e.g. "p99(login) < 50ms" (repeatable); a failure exits 1.',
-            rich_help_panel=PANEL_FAILURES,
         ),
     ] = None,
     host_check: Annotated[
@@ -231,7 +226,7 @@ def run(
             from ..testing import Network
 
             network = Network()  # seed=None: the swarm's --seed seeds its jitter too
-        plan = plan_run(scenario, flags, threshold or [], network=network)
+        plan = plan_run(scenario, flags, network=network)
         plan.serve, plan.virtual_time = serving, virtual_time
         plan.json_path, plan.csv_prefix, plan.html_path = check_outputs(
             json_file, csv_prefix, html_file
@@ -262,6 +257,11 @@ def run(
         print("trio-bots: interrupted", file=sys.stderr)
         code = interrupted_code()
     raise typer.Exit(code)
+
+
+# -- report
+
+app.command("report", no_args_is_help=True)(report_log)
 
 
 # -- init

@@ -32,7 +32,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from ..metrics import Stats, stats_from_snapshot
+from ..metrics import Stats, format_value, stats_from_snapshot
 from ..report import format_duration
 
 if TYPE_CHECKING:
@@ -148,6 +148,9 @@ def plain_line(stats: SwarmStatistics, planned: float | None = None) -> str:
     ]
     if stats.dropped_arrivals:
         parts.append(f" dropped arrivals {stats.dropped_arrivals}")
+    if stats.thresholds:
+        failed = [t.expression for t in stats.thresholds if t.status == "failed"]
+        parts.append(f" thresholds {len(failed)} failed" + (f" ({failed[0]})" if failed else ""))
     if stats.stopping:
         parts.append(" stopping")
     return " ".join(parts)
@@ -219,7 +222,21 @@ def render_live(
         footer += f"  dropped arrivals {stats.dropped_arrivals:,}"
     if stats.dropped_messages:
         footer += f"  dropped messages {stats.dropped_messages:,}"
-    return Group(header, table, Text(footer, style="dim"))
+    return Group(header, table, *_thresholds(stats), Text(footer, style="dim"))
+
+
+#: How the live view marks each threshold state.
+_MARKS = {"pending": ("…", "dim"), "passed": ("✓", "green"), "failed": ("✗", "bold red")}
+
+
+def _thresholds(stats: SwarmStatistics) -> list[Text]:
+    """One line per threshold: its state, the expression, what it measures now."""
+    lines = []
+    for state in stats.thresholds:
+        mark, style = _MARKS[state.status]
+        measured = format_value(state.result.measured, state.result.unit)
+        lines.append(Text(f"{mark} {state.expression}  {measured}", style=style))
+    return lines
 
 
 class _Feed:
@@ -235,7 +252,7 @@ class _Feed:
 
     def _tick(self, tick: Tick) -> None:
         self._last = tick.bucket
-        for name, entry in tick.bucket.get("names", {}).items():
+        for name, entry in tick.delta.get("names", {}).items():
             total = self._totals.setdefault(
                 name, {"kind": entry.get("kind", "request"), "count": 0, "failure_count": 0}
             )

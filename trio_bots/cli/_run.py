@@ -72,7 +72,6 @@ class Plan:
     worker: Any
     size: int
     options: dict[str, Any]
-    thresholds: list[str] = field(default_factory=list)
     json_path: Path | None = None
     csv_prefix: Path | None = None
     html_path: Path | None = None
@@ -122,6 +121,8 @@ class Outcome:
             return 128 + int(result.signal)
         if self.aborted is not None or (result is not None and result.aborted):
             return EXIT_ABORTED
+        if result is not None and result.aborted_by is not None:
+            return EXIT_THRESHOLD  # abort-on-fail: a threshold failed and stopped the run
         if any(not t.passed for t in self.threshold_results):
             return EXIT_THRESHOLD
         return EXIT_OK
@@ -156,17 +157,12 @@ def _planned_length(options: Mapping[str, Any]) -> float | None:
     return None
 
 
-def plan_run(spec: str, flags: Flags, thresholds: list[str], *, network: Any = None) -> Plan:
-    """Parse every flag and threshold, import the scenario, validate the options.
+def plan_run(spec: str, flags: Flags, *, network: Any = None) -> Plan:
+    """Parse every flag (each ``--threshold`` too), import the scenario, validate the options.
 
     `network` (``--serve``) becomes the swarm's ``network`` option.
     """
     try:
-        if thresholds:
-            from ..metrics._thresholds import parse_threshold
-
-            for expression in thresholds:
-                parse_threshold(expression)
         given = flag_options(flags.options)
         scenario = load_scenario(spec)
         options = dict(scenario.options)
@@ -190,7 +186,6 @@ def plan_run(spec: str, flags: Flags, thresholds: list[str], *, network: Any = N
         worker=scenario.worker,
         size=size,
         options=options,
-        thresholds=list(thresholds),
         planned=_planned_length(validated),
     )
 
@@ -364,12 +359,19 @@ def _system_exit_code(exc: SystemExit) -> int:
 
 
 def report(plan: Plan, outcome: Outcome, console: Console) -> int:
-    """Evaluate thresholds, print the console report, write the files; the exit code."""
+    """Print the console report and the thresholds' verdicts, write the files; the exit code.
+
+    The thresholds were judged by the swarm (``thresholds=``, live and at the end).
+    """
     from ..report import render_console, write_csv, write_html, write_json
 
     result = outcome.result
-    outcome.threshold_results = [_check_one(result, expr) for expr in plan.thresholds]
-    run_data = result.to_dict(outcome.threshold_results)
+    outcome.threshold_results = list(result.thresholds)
+    for judged in outcome.threshold_results:
+        if not judged.passed and judged.measured is None:
+            # nothing to measure, or a threshold that could not be judged: say why
+            print(f"trio-bots: threshold {judged}", file=sys.stderr)
+    run_data = result.to_dict()
     if not plan.quiet:
         render_console(run_data, console, fanout_detail=plan.fanout_detail, by_tag=plan.by_tag)
     code = outcome.code()
@@ -405,22 +407,13 @@ def report(plan: Plan, outcome: Outcome, console: Console) -> int:
             traceback.print_exception(outcome.aborted.__cause__, file=sys.stderr)
     elif result.interrupted and result.signal is not None and not plan.quiet:
         print("trio-bots: interrupted; the reports cover the run until then", file=sys.stderr)
-    return code
-
-
-def _check_one(result: Any, expression: str) -> Any:
-    """Evaluate one threshold; one that cannot be evaluated (a name never recorded) fails."""
-    from ..metrics._thresholds import ThresholdResult, parse_threshold
-
-    try:
-        [checked] = result.check(expression)
-    except ConfigError as exc:
-        # The run happened: report it and fail the threshold rather than lose the reports.
-        print(f"trio-bots: threshold failed: {exc}", file=sys.stderr)
-        return ThresholdResult(
-            expression, False, None, parse_threshold(expression).value, reason=str(exc)
+    elif result.aborted_by is not None:
+        print(
+            f"trio-bots: threshold {result.aborted_by} failed at {result.aborted_at:.1f} s; "
+            "--abort-on-fail stopped the run (the reports cover it until then)",
+            file=sys.stderr,
         )
-    return checked
+    return code
 
 
 def _where(exc: BaseException | None) -> str:

@@ -171,7 +171,15 @@ async def run_shard(wire: Channel, config: dict[str, Any], loaded: Any) -> None:
 
                         def tick(t: Tick) -> None:
                             send_outbox.send_nowait(
-                                ("tick", t.second, t.bucket, t.final, _counters(running))
+                                (
+                                    "tick",
+                                    t.second,
+                                    t.bucket,
+                                    t.final,
+                                    _counters(running),
+                                    dict(t.counters),
+                                    dict(t.gauges),
+                                )
                             )
                             if t.bucket.get("failures"):
                                 failures = running.statistics().metrics["failures"]

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 import anyio
 
+from .._core.monitor import Monitor
 from .._core.result import BotFailure, SwarmResult, SwarmStatistics
 from .._core.runtime import Tick
 from .._core.shard import Shard
@@ -49,7 +50,19 @@ KILL_AFTER = 2.0
 READY_TIMEOUT = 30.0
 
 #: The options that the driver handles itself, and the shards never see.
-DRIVER_ONLY = ("processes", "ray", "shard_align", "strict_groups", "handle_sigint", "factory")
+DRIVER_ONLY = (
+    "processes",
+    "ray",
+    "shard_align",
+    "strict_groups",
+    "handle_sigint",
+    "factory",
+    # judged and written on the merged seconds, by the driver's own monitor
+    "thresholds",
+    "abort_on_fail",
+    "abort_delay",
+    "hdr_log",
+)
 
 
 class ShardChannel(Protocol):
@@ -98,6 +111,9 @@ class _ShardState:
         self.buckets: dict[int, Mapping[str, Any]] = {}
         self.failures: list[dict[str, Any]] = []
         self.counters: dict[str, Any] = {}
+        #: the shard's custom counters and gauges (``bot.count``, ``bot.gauge``) so far
+        self.custom_counters: dict[str, Any] = {}
+        self.custom_gauges: dict[str, Any] = {}
         self.summary: dict[str, Any] | None = None
         self.error: str | None = None
         self.lost: str | None = None
@@ -178,6 +194,20 @@ class ShardedSwarm:
         self.abort_cause: BaseException | None = None
         self.error: str | None = None
         self.task_group: Any = None  # the driver's, set by `drive`
+        self._monitor: Monitor | None = None
+
+    def watch(self) -> None:
+        """Follow the merged seconds with a `Monitor` (``thresholds=``, ``hdr_log=``), once
+        ``start_wall`` is known. Raises `ConfigError` when the HDR log cannot be written."""
+        if Monitor.wanted(self.options):
+            self._monitor = Monitor(
+                self.options,
+                size=self.size,
+                started_wall=self.start_wall,
+                statistics=functools.partial(self.statistics, metrics=False),
+                begin_stop=self._stop_all,
+            )
+            self.on_tick(self._monitor.tick)
 
     # -- the swarm's face
 
@@ -200,6 +230,7 @@ class ShardedSwarm:
             stopping=self._stopping,
             metrics=self.snapshot() if metrics else {},
             arrivals=total("arrivals"),
+            thresholds=() if self._monitor is None else self._monitor.states(),
         )
 
     def snapshot(self) -> dict[str, Any]:
@@ -249,9 +280,10 @@ class ShardedSwarm:
     def _handle(self, state: _ShardState, message: Any) -> None:
         kind = message[0]
         if kind == "tick":
-            _, second, bucket, _final, counters = message
+            _, second, bucket, _final, counters, custom_counters, custom_gauges = message
             state.buckets[second] = bucket
             state.counters = counters
+            state.custom_counters, state.custom_gauges = custom_counters, custom_gauges
             self._emit()
         elif kind == "ready":
             state.ready = True
@@ -336,12 +368,26 @@ class ShardedSwarm:
                 return
             last = final and not any(second + 1 in s.buckets for s in shards)
             if self._hooks:
-                bucket = _merge_all([{**_empty(), "timeline": [b]} for b in present])
+                bucket = _merge_all(
+                    [
+                        {
+                            **_empty(),
+                            "timeline": [s.buckets[second]],
+                            "counters": s.custom_counters,
+                            "gauges": s.custom_gauges,
+                        }
+                        for s in shards
+                        if second in s.buckets
+                    ]
+                )
                 tick = Tick(
                     second,
                     bucket["timeline"][0],
                     sum(int(s.counters.get("bots_running", 0)) for s in active),
                     last,
+                    active_seconds=max(0.0, time.time() - self.start_wall),
+                    counters=bucket["counters"],
+                    gauges=bucket["gauges"],
                 )
                 for hook in list(self._hooks):
                     hook(tick)
@@ -456,6 +502,8 @@ class ShardedSwarm:
             shards=rows,
             split_groups=list(self.split_groups),
         )
+        if self._monitor is not None:
+            self._monitor.finish(self.result)
         return self.result
 
 

@@ -161,6 +161,7 @@ async def open_processes(
     count: int = options["processes"]
     run = ShardedSwarm(size, options)
     run.start_wall = time.time() + 0.3 + 0.15 * count
+    run.watch()  # before any shard starts: an HDR log that cannot be written stops it here
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if os.environ.get("PYTHONPATH") is None:
         env.pop("PYTHONPATH", None)

@@ -331,6 +331,7 @@ async def open_ray(
             ) from None
         run = ShardedSwarm(size, options)
         run.start_wall = time.time() + 0.3 + 0.02 * count
+        run.watch()  # before any shard starts: an HDR log that cannot be written stops it here
 
         async def start(run: ShardedSwarm) -> None:
             for index, (actor, pid) in enumerate(zip(actors, pids, strict=True)):

@@ -19,6 +19,10 @@ from ._format import format_percentile_label as format_percentile_label
 from ._format import format_rate as format_rate
 from ._format import format_value as format_value
 from ._hdr import same_bucket as same_bucket
+from ._hdrlog import HdrLogWriter as HdrLogWriter
+from ._hdrlog import read_hdr_log as read_hdr_log
+from ._live import LiveThresholds as LiveThresholds
+from ._live import ThresholdState as ThresholdState
 from ._recorder import Recorder as Recorder
 from ._recorder import merge as merge
 from ._stats import FailureGroup as FailureGroup
@@ -29,19 +33,25 @@ from ._stats import TimelineName as TimelineName
 from ._stats import failures_from_snapshot as failures_from_snapshot
 from ._stats import stats_from_snapshot as stats_from_snapshot
 from ._stats import timeline_from_snapshot as timeline_from_snapshot
+from ._thresholds import RunFigures as RunFigures
 from ._thresholds import Threshold as Threshold
 from ._thresholds import ThresholdResult as ThresholdResult
 from ._thresholds import assert_thresholds as assert_thresholds
 from ._thresholds import check_thresholds as check_thresholds
 from ._thresholds import parse_threshold as parse_threshold
+from ._thresholds import raise_failed as raise_failed
 
 __all__ = [
     "FailureGroup",
+    "HdrLogWriter",
+    "LiveThresholds",
     "Recorder",
+    "RunFigures",
     "Stats",
     "StatsMap",
     "Threshold",
     "ThresholdResult",
+    "ThresholdState",
     "TimelineBucket",
     "TimelineName",
     "assert_thresholds",
@@ -53,6 +63,8 @@ __all__ = [
     "format_value",
     "merge",
     "parse_threshold",
+    "raise_failed",
+    "read_hdr_log",
     "same_bucket",
     "stats_from_snapshot",
     "timeline_from_snapshot",

@@ -22,8 +22,10 @@ SECONDS: Final = "s"
 RATIO: Final = "ratio"
 PER_SECOND: Final = "1/s"
 COUNT: Final = "count"
+#: A plain value of the user's own (a gauge): six significant figures.
+VALUE: Final = "value"
 #: Every unit a figure can be in.
-UNITS: Final = (SECONDS, RATIO, PER_SECOND, COUNT)
+UNITS: Final = (SECONDS, RATIO, PER_SECOND, COUNT, VALUE)
 
 
 def format_value(value: float | None, unit: str | None) -> str:
@@ -31,12 +33,12 @@ def format_value(value: float | None, unit: str | None) -> str:
 
     Seconds get a readable time unit (`format_duration`), a ratio is shown
     in percent, a rate per second as a bare number (`format_rate`), a count
-    as a whole number. Any other unit, or None (a report written by hand),
-    gives the bare number.
+    as a whole number, a value (a gauge) with six significant figures. Any
+    other unit, or None (a report written by hand), gives the bare number too.
 
     Args:
         value: the figure, in base units; None or NaN when there is none.
-        unit: ``"s"``, ``"ratio"``, ``"1/s"`` or ``"count"`` (`UNITS`).
+        unit: ``"s"``, ``"ratio"``, ``"1/s"``, ``"count"`` or ``"value"`` (`UNITS`).
 
     Example:
         >>> format_value(0.000125, "s"), format_value(0.25, "ratio"), format_value(None, "s")

@@ -44,12 +44,14 @@ from ._hdr import (
     Dist,
     clamp_us,
     clear_hist,
+    decode_hist,
     encode_hist,
     fast_record,
     metrics_part,
     nan_max,
     nan_min,
     new_hist,
+    release_hist,
     sorted_failures,
     sum_dist,
     to_seconds,
@@ -250,6 +252,14 @@ class Recorder:
         self._last_t = 0
         self._scratch = new_hist()
         self._read_scratch = new_hist()  # for snapshot(), which must not touch the rest
+        #: Set it to have `tick` encode each name's raw (uncorrected) interval histogram
+        #: into `last_raw` (the HDR log writes them).
+        self.keep_raw_intervals = False
+        #: The raw interval histograms of the last tick, by name (see `keep_raw_intervals`).
+        self.last_raw: dict[str, str] = {}
+        #: What the last tick added: its bucket, unless that merged into a second that
+        #: already had one (then the part it added, as a bucket of its own).
+        self.last_added: dict[str, Any] = {}
 
     def _get(self, name: str, kind: str = "request") -> _Series:
         series = self._series.get(name)
@@ -330,6 +340,63 @@ class Recorder:
         """Set the custom gauge ``name`` (the last value wins)."""
         self._gauges[name] = value
 
+    def record_interval(
+        self,
+        name: str,
+        hist: str,
+        *,
+        kind: str = "request",
+        failures: int = 0,
+        raw: str | None = None,
+        bounds: tuple[int, int] | None = None,
+    ) -> None:
+        """Add an encoded interval histogram (and its failures) under `name`, as if each of
+        its samples had been recorded since the last tick: what a log is read back with.
+
+        Its failures are counted without their (type, message) groups. `raw` is its
+        uncorrected twin (open model), when there is one. `bounds` are its exact
+        smallest and largest samples in µs, which an encoded histogram rounds.
+
+        Example:
+            >>> rec = Recorder(0.0)
+            >>> rec.record("get", 1500)
+            >>> bucket = rec.tick(0, bots_running=1)
+            >>> again = Recorder(0.0)
+            >>> again.record_interval("get", bucket["names"]["get"]["hist"], failures=2)
+            >>> read = again.tick(0, bots_running=1)
+            >>> read["names"]["get"]["count"], read["failures"], read["hist"] == bucket["hist"]
+            (1, 2, True)
+        """
+        series = self._get(name, kind)
+        if raw is not None and series.raw_interval is None:
+            series.raw_cum = new_hist()
+            series.raw_cum.add(series.cum)
+            series.raw_interval = new_hist()
+            series.raw_interval.add(series.interval)
+        interval = series.interval
+        empty = not interval.get_total_count()
+        for target, encoded in ((interval, hist), (series.raw_interval, raw or hist)):
+            if target is None or encoded == EMPTY_HIST:
+                continue
+            part = decode_hist(encoded)
+            target.add(part)
+            release_hist(part)
+        if bounds is not None and interval.get_total_count():
+            # hdrh's record_value keeps the exact min and max, and fold() reads them
+            low, high = bounds
+            interval.min_value = low if empty else min(interval.min_value, low)
+            interval.max_value = high if empty else max(interval.max_value, high)
+        series.failure_count += failures
+        series.interval_failures += failures
+
+    def counters(self) -> dict[str, int]:
+        """The custom counters so far (a copy)."""
+        return dict(self._counters)
+
+    def gauges(self) -> dict[str, float]:
+        """The custom gauges' last values (a copy)."""
+        return dict(self._gauges)
+
     def tick(self, second: int, bots_running: int) -> dict[str, Any]:
         """Fold what was recorded since the last tick into the totals and into the
         timeline bucket of `second` (counted from ``start_time``); returns that bucket.
@@ -345,6 +412,7 @@ class Recorder:
             group[2] = t
         self._new_failures.clear()
         names: dict[str, dict[str, Any]] = {}
+        raw: dict[str, str] = {}
         requests = self._scratch
         low = high = NAN
         request_failures = 0
@@ -367,11 +435,15 @@ class Recorder:
                     requests.add(interval)
                     low, high = nan_min(low, interval.min_value), nan_max(high, interval.max_value)
             if n:
+                if self.keep_raw_intervals and series.raw_interval is not None:
+                    raw[name] = encode_hist(series.raw_interval)
                 series.fold()
+        self.last_raw = raw
         bucket = _bucket(t, bots_running, names, Dist(requests, low, high), request_failures)
         if bucket["count"]:
             bucket["hist"] = encode_hist(requests)
             clear_hist(requests)
+        self.last_added = bucket
         old = self._fine.get(t)
         # a new dict: snapshots already handed out share the old one
         bucket = bucket if old is None else _combine([old, bucket], t, 1, bots_running)

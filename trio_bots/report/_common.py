@@ -307,6 +307,9 @@ def summary_line(run: Mapping[str, Any]) -> str:
         status = "ABORTED"
     elif info.get("interrupted"):
         status = "interrupted"
+    elif info.get("aborted_by") is not None:
+        at = format_duration(float(info.get("aborted_at") or math.nan))
+        status = f"STOPPED by threshold {info['aborted_by']} at {at} (abort on fail)"
     parts = [
         f"duration {format_duration(float(info.get('duration', math.nan)))}",
         f"bots {info.get('bots_started', 0)} started / {info.get('bots_finished', 0)} finished"

@@ -121,7 +121,8 @@ def render_console(
     info = run_info(data)
     for warning in info.get("warnings", ()):
         console.print(Text(f"warning: {warning}", style="yellow"))
-    style = "bold red" if info.get("aborted") else "yellow" if info.get("interrupted") else "bold"
+    failed = info.get("aborted") or info.get("aborted_by") is not None
+    style = "bold red" if failed else "yellow" if info.get("interrupted") else "bold"
     console.print(Text(summary_line(data), style=style))
 
 

@@ -219,6 +219,11 @@ def _run_table(info: Mapping[str, Any]) -> str:
         ),
         ("interrupted", "yes" if info.get("interrupted") else "no"),
         ("aborted", "yes" if info.get("aborted") else "no"),
+        *(
+            [("stopped by threshold", f"{info['aborted_by']} at {info.get('aborted_at', 0):.1f} s")]
+            if info.get("aborted_by") is not None
+            else []
+        ),
         ("dropped messages", info.get("dropped_messages", 0)),
         ("dropped arrivals", info.get("dropped_arrivals", 0)),
     ]
