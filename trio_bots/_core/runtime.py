@@ -104,6 +104,9 @@ class SwarmControl(Protocol):
     def no_more_bots(self) -> None:
         """Say that no more bots will be started: the run ends when the last one does."""
 
+    def more_bots(self) -> None:
+        """Say that bots may be started again (live control): the run goes on with none."""
+
     def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any, name: str) -> None:
         """Run ``fn(*args)`` in the swarm's task group."""
 
