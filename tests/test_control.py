@@ -108,9 +108,14 @@ def test_set_target_abandons_the_stages_and_keeps_the_run_until_duration() -> No
     assert result.duration == 30.0  # not the stages' 20 s, nor the end of the last bot
 
 
+async def looping(bot: trio_bots.Bot) -> None:
+    async for _ in bot.iterations():
+        await trio.sleep(0.1)
+
+
 def test_set_target_in_a_plain_run_keeps_going_until_stop() -> None:
     async def main() -> Any:
-        async with trio_bots.open_swarm(idle, 3, stop_grace=0) as swarm:
+        async with trio_bots.open_swarm(looping, 3, stop_grace=0) as swarm:
             swarm.set_target(0)
             await trio.sleep(50)
             assert running(swarm) == 0  # no bot left, and the run goes on
@@ -119,6 +124,27 @@ def test_set_target_in_a_plain_run_keeps_going_until_stop() -> None:
 
     result = run_mock(main)
     assert result.duration == 50.0 and result.interrupted
+    assert result.warnings == []
+
+
+def test_bots_from_before_the_first_set_target_cannot_be_cancelled_and_say_so() -> None:
+    # A plain run gives its first bots no cancel scope (memory): one that holds on to the
+    # run's stop event from before the change keeps running, and the run warns once.
+    async def stubborn(bot: trio_bots.Bot) -> None:
+        await trio.sleep_forever()
+
+    async def main() -> Any:
+        async with trio_bots.open_swarm(stubborn, 3, stop_grace=1, duration=10) as swarm:
+            await trio.sleep(0.5)
+            swarm.set_target(5)
+            await trio.sleep(0.5)
+            swarm.set_target(2)  # the two new bots are cancelled; the third is not
+            await trio.sleep(2)
+            assert running(swarm) == 3
+        return swarm.result
+
+    result = run_mock(main)
+    assert len(result.warnings) == 1 and "no cancel scope" in result.warnings[0]
 
 
 def test_set_target_refuses_the_open_model_and_bad_counts() -> None:

@@ -269,6 +269,7 @@ def test_run_has_one_flag_per_declared_option() -> None:
         "no_live",
         "quiet",
         "debug",
+        "prometheus",
     }
 
 

@@ -258,9 +258,11 @@ class ClosedModel(Driver):
         self.steerable = steerable
         #: True when `size` bots start at once and nothing else is scheduled.
         self.at_once = self.stages is None and self.spawn_rate is None
-        # Ramp-down and set_target stop bots one by one: each gets its own stopping
-        # event and cancel scope.
-        runtime.per_bot_stops = self.stages is not None or steerable
+        # Ramp-down stops bots one by one: each gets its own stopping event and scope.
+        # A cancel scope costs ~700 bytes a bot, so a run without stages pays for them
+        # only from its first set_target on (bots started before it have none).
+        runtime.per_bot_stops = self.stages is not None
+        self._warned_unscoped = False
         #: Live bots not retiring, oldest first.
         self.active: list[BotState] = []
         #: Bots told to stop, in the order they were (a dict: a set would iterate by address).
@@ -310,6 +312,7 @@ class ClosedModel(Driver):
         runtime.bots_target = target
         if not self.steered:
             self.steered = True
+            runtime.per_bot_stops = True  # the bots started from now on can be retired
             self.control.more_bots()
             if self._scope is not None:
                 self._scope.cancel()  # abandon the stages or the ramp
@@ -355,6 +358,14 @@ class ClosedModel(Driver):
         await anyio.sleep(self.runtime.options["stop_grace"])
         if bot.scope is not None:
             bot.scope.cancel()
+        elif bot in self.retiring and not self._warned_unscoped:
+            self._warned_unscoped = True
+            self.runtime.warn(
+                f"set_target() retired bot {bot.id}, which started before the first "
+                f"set_target() and so has no cancel scope of its own: it got bot.stopping "
+                f"but still runs after stop_grace; give stages= to make every bot "
+                f"cancellable, or let the worker check bot.stopping"
+            )
 
     async def run(self) -> None:
         try:

@@ -32,7 +32,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Hashable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import anyio
@@ -120,6 +120,8 @@ class Tick:
         bucket: that second's timeline bucket, as plain data (see `trio_bots.metrics`).
         bots_running: the live bots when the ticker ran.
         final: True for the last, partial second, written when the run ends.
+        raw: in the open model, that second's uncorrected latency percentiles by name
+            (``{"get": {"p50": seconds, ...}}``); empty otherwise.
 
     Example:
         >>> Tick(second=0, bucket={"t": 0, "count": 0}, bots_running=1).bucket["count"]
@@ -130,6 +132,7 @@ class Tick:
     bucket: Mapping[str, Any]
     bots_running: int
     final: bool = False
+    raw: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
 
 class Runtime:
@@ -301,7 +304,7 @@ class Runtime:
         bucket = self.recorder.tick(second, self.bots_running)
         if not final:
             self._seconds_ticked = second + 1
-        tick = Tick(second, bucket, self.bots_running, final)
+        tick = Tick(second, bucket, self.bots_running, final, self.recorder.last_raw)
         for hook in list(self._tick_hooks):
             hook(tick)
 

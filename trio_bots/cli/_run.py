@@ -87,6 +87,8 @@ class Plan:
     serve: tuple[Any, str, int] | None = None
     #: ``--virtual-time``: the run's loop gets ``trio.testing.MockClock(autojump_threshold=0)``.
     virtual_time: bool = False
+    #: Called with the live swarm once it starts (``--prometheus``, ``--web``).
+    watchers: list[Callable[[Any], Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -337,6 +339,8 @@ async def _drive(plan: Plan, console: Console) -> Outcome:
         task_group = await stack.enter_async_context(anyio.create_task_group())
         try:
             async with open_swarm(plan.worker, plan.size, **plan.options) as running:
+                for watch in plan.watchers:
+                    watch(running)
                 task_group.start_soon(watch_swarm, running, console, plan.view, plan.planned)
         except SwarmAborted as exc:
             aborted = exc

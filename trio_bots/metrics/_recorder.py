@@ -228,6 +228,8 @@ class Recorder:
 
     def __init__(self, start_time: float) -> None:
         self.start_time = start_time
+        #: The open model's uncorrected percentiles of the last tick, by name (live views).
+        self.last_raw: dict[str, dict[str, float]] = {}
         self._series: dict[str, _Series] = {}
         # name -> its list of latencies since the last tick: appending is the whole hot
         # path; tick() records them into the histogram while that is warm in the cache
@@ -345,6 +347,8 @@ class Recorder:
             group[2] = t
         self._new_failures.clear()
         names: dict[str, dict[str, Any]] = {}
+        last_raw: dict[str, dict[str, float]] = {}
+        self.last_raw = last_raw
         requests = self._scratch
         low = high = NAN
         request_failures = 0
@@ -359,6 +363,11 @@ class Recorder:
             if n:
                 dist = Dist(interval, interval.min_value, interval.max_value)
                 names[name] = _name_entry(series.kind, n, failures, encode_hist(interval), dist)
+                raw = series.raw_interval
+                if raw is not None and raw.get_total_count():
+                    # the open model's uncorrected figures of this second, for live views
+                    raw_dist = Dist(raw, raw.min_value, raw.max_value)
+                    last_raw[name] = raw_dist.percentiles(*ENTRY_PERCENTILES)
             else:
                 names[name] = _name_entry(series.kind, 0, failures, EMPTY_HIST, Dist(None))
             if series.kind == "request":

@@ -1,0 +1,16 @@
+"""Live faces of a run over HTTP: the Prometheus exporter (``--prometheus``).
+
+They hang off `trio_bots.Swarm.on_tick`, once a second, and never off the hot
+path. They need the ``web`` extra: ``pip install 'trio-bots[web]'``.
+
+Example:
+    >>> from trio_bots.web import WEB_MISSING
+    >>> "trio-bots[web]" in WEB_MISSING
+    True
+"""
+
+from ._prometheus import WEB_MISSING as WEB_MISSING
+from ._prometheus import MetricsExporter as MetricsExporter
+from ._prometheus import serve_metrics as serve_metrics
+
+__all__ = ["WEB_MISSING", "MetricsExporter", "serve_metrics"]
