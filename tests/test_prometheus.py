@@ -169,3 +169,25 @@ def test_no_thread_outlives_the_server() -> None:
     before = threading.active_count()
     serve_metrics(MetricsExporter(), "127.0.0.1", 0).close()
     assert threading.active_count() == before
+
+
+def test_the_grafana_dashboard_plots_the_served_series() -> None:
+    import re
+
+    path = Path(__file__).parent.parent / "examples" / "grafana-dashboard.json"
+    dashboard = json.loads(path.read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    used = {name for expr in exprs for name in re.findall(r"trio_bots_\w+", expr)}
+    served = {
+        "trio_bots_requests_total",
+        "trio_bots_failures_total",
+        "trio_bots_bots",
+        "trio_bots_dropped_arrivals_total",
+        "trio_bots_latency_seconds",
+        "trio_bots_latency_raw_seconds",
+    }
+    assert used == served
+    exporter = MetricsExporter()
+    text = exporter.text().decode()
+    for name in served - {"trio_bots_requests_total", "trio_bots_failures_total"}:
+        assert f"# TYPE {name.removesuffix('_total')}" in text
