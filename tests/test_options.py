@@ -270,6 +270,8 @@ def test_run_has_one_flag_per_declared_option() -> None:
         "quiet",
         "debug",
         "prometheus",
+        "web",
+        "web_token",
     }
 
 

@@ -58,7 +58,7 @@ from ._run import (
     report,
 )
 from ._signals import finish_first, handle_sigterm, interrupted_code
-from ._web import PROMETHEUS_USUAL, open_live_servers
+from ._web import PROMETHEUS_USUAL, WEB_USUAL, open_live_servers
 
 _OUT = "Reports and output"
 _SIM = "Simulation (an in-process server)"
@@ -221,6 +221,25 @@ def run(
             rich_help_panel=_OUT,
         ),
     ] = None,
+    web: Annotated[
+        str | None,
+        typer.Option(
+            "--web",
+            metavar="HOST:PORT",
+            help=f"Serve a live dashboard (and its JSON API) on HOST:PORT (usually {WEB_USUAL}) "
+            "for the length of the run. Loopback unless --web-token. Needs the web extra.",
+            rich_help_panel=_OUT,
+        ),
+    ] = None,
+    web_token: Annotated[
+        str | None,
+        typer.Option(
+            "--web-token",
+            metavar="TOKEN",
+            help="The dashboard's access token ('auto': make one and print it).",
+            rich_help_panel=_OUT,
+        ),
+    ] = None,
     **swarm_flags: Any,
 ) -> None:
     """Run a scenario's worker in a swarm, show it live, and report.
@@ -256,7 +275,8 @@ def run(
         plan.view = "off" if quiet else "plain" if plain else "live"
         if host is not None and host_check and serving is None:
             check_host(host)  # an in-process server needs no check
-        with open_live_servers(prometheus) as plan.watchers:
+        with open_live_servers(prometheus, web, web_token) as live:
+            plan.watchers, plan.live_tasks = live.watchers, live.tasks
             outcome = execute(plan, console)
             with finish_first() as pending:  # a signal now: finish the reports, then exit
                 code = report(plan, outcome, console)

@@ -89,6 +89,8 @@ class Plan:
     virtual_time: bool = False
     #: Called with the live swarm once it starts (``--prometheus``, ``--web``).
     watchers: list[Callable[[Any], Any]] = field(default_factory=list)
+    #: Run in the swarm's loop for the length of the run (``--web``'s server).
+    live_tasks: list[Callable[[], Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -337,6 +339,8 @@ async def _drive(plan: Plan, console: Console) -> Outcome:
             handler, host, port = plan.serve
             await stack.enter_async_context(plan.options["network"].serve(handler, host, port))
         task_group = await stack.enter_async_context(anyio.create_task_group())
+        for task in plan.live_tasks:
+            task_group.start_soon(task)
         try:
             async with open_swarm(plan.worker, plan.size, **plan.options) as running:
                 for watch in plan.watchers:
