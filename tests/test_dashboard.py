@@ -229,3 +229,22 @@ def test_the_token_rules() -> None:
             run.kill()
             run.wait()
     assert run.returncode == 0, stderr
+
+
+@pytest.mark.parametrize("flag", ["web", "prometheus"])
+def test_without_the_web_extra_the_flags_are_usage_errors(
+    flag: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trio_bots.cli._run import EXIT_USAGE, CliExit
+    from trio_bots.cli._web import open_live_servers
+
+    for module in ("starlette.applications", "prometheus_client"):
+        monkeypatch.setitem(sys.modules, module, None)  # an import of it fails
+    address = f"127.0.0.1:{free_port()}"
+    with pytest.raises(CliExit) as caught:
+        with open_live_servers(
+            address if flag == "prometheus" else None, address if flag == "web" else None
+        ):
+            pass
+    assert caught.value.code == EXIT_USAGE
+    assert "pip install 'trio-bots[web]'" in str(caught.value)
