@@ -137,13 +137,14 @@ def run_side(port: int, bots: int, count: int, face: str) -> Result:
         sock = socket.create_server(("127.0.0.1", 0))
         web_port = sock.getsockname()[1]
         board = Dashboard(origin=f"http://127.0.0.1:{web_port}", token=None)
+        shutdown = anyio.Event()
         async with anyio.create_task_group() as task_group:
-            task_group.start_soon(serve_dashboard, board.app(), sock, anyio.Event().wait)
+            task_group.start_soon(serve_dashboard, board.app(), sock, shutdown.wait)
             with _Poller(f"http://127.0.0.1:{web_port}/api/stats", 0.5) as poller:
                 async with trio_bots.open_swarm(worker, bots) as swarm:
                     board.watch(swarm)
             polls = poller.requests
-            task_group.cancel_scope.cancel()
+            shutdown.set()
         assert swarm.result is not None
         return swarm.result
 

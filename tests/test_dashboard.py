@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -133,6 +134,7 @@ def test_a_real_browser_watches_and_steers_the_run(tmp_path: Path) -> None:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its helper processes too: killed as one group below
         )
 
         async def drive() -> None:
@@ -171,7 +173,10 @@ def test_a_real_browser_watches_and_steers_the_run(tmp_path: Path) -> None:
         stderr = finish(proc)
     finally:
         if browser is not None:
-            browser.kill()
+            try:
+                os.killpg(browser.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             browser.wait()
         if proc.poll() is None:
             proc.kill()
@@ -183,7 +188,8 @@ def test_a_real_browser_watches_and_steers_the_run(tmp_path: Path) -> None:
     assert data["duration"] < 60
 
 
-def test_the_token_rules() -> None:
+@pytest.mark.parametrize("backend", ["trio", "asyncio"])
+def test_the_token_rules(backend: str) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "trio_bots.cli", "run", "live.py", "--web", "0.0.0.0:8089"],
         cwd=SCENARIOS,
@@ -193,7 +199,9 @@ def test_the_token_rules() -> None:
     )
     assert proc.returncode == 2 and "--web-token" in proc.stderr, proc.stderr
     port = free_port()
-    run = start_run(port, "--duration", "30", "--web-token", "s3cret", "--stop-grace", "0")
+    run = start_run(
+        port, "--duration", "30", "--web-token", "s3cret", "--stop-grace", "0", "--backend", backend
+    )
     try:
         wait_up(port, run)
         base = f"http://127.0.0.1:{port}"

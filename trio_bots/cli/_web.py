@@ -34,7 +34,9 @@ class LiveServers:
     tasks run in the swarm's loop for the length of the run."""
 
     watchers: list[Callable[[Any], Any]] = field(default_factory=list)
-    tasks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    tasks: list[Callable[[Callable[[], Awaitable[Any]]], Awaitable[None]]] = field(
+        default_factory=list
+    )
 
 
 def is_loopback(host: str) -> bool:
@@ -138,10 +140,8 @@ def _open_web(web: str, web_token: str | None, live: LiveServers) -> Iterator[No
             url += f"?token={token}"
         print(f"trio-bots: live dashboard at {url}", file=sys.stderr)
 
-        async def serve() -> None:
-            import anyio
-
-            await serve_dashboard(app, sock, anyio.Event().wait)  # until cancelled
+        async def serve(shutdown: Callable[[], Awaitable[Any]]) -> None:
+            await serve_dashboard(app, sock, shutdown)
 
         live.watchers.append(board.watch)
         live.tasks.append(serve)
