@@ -270,11 +270,11 @@ class Swarm:
             ...         pass
             >>> async def main():
             ...     async with trio_bots.open_swarm(worker, 1, rate=10, duration=3) as swarm:
-            ...         await trio.sleep(1)
+            ...         await trio.sleep(1.05)  # arrivals at 0, 0.1, ..., 1.0
             ...         swarm.set_rate(0)
             ...     return swarm.statistics(metrics=False).arrivals
             >>> trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
-            10
+            11
         """
         if (
             isinstance(rate, bool)
