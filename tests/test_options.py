@@ -272,6 +272,9 @@ def test_run_has_one_flag_per_declared_option() -> None:
         "no_live",
         "quiet",
         "debug",
+        "prometheus",
+        "web",
+        "web_token",
     }
 
 

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .._errors import ConfigError
+from .options import preflight_fds
 from .runtime import BotState, Runtime, SwarmControl
 
 if TYPE_CHECKING:
@@ -115,9 +116,7 @@ class Iteration:
     ) -> bool:
         if exc_type is not None and issubclass(exc_type, Exception):
             bot = self._bot
-            self._runtime.recorder.record_failure(
-                "iteration", exc_type.__name__, str(exc), bot.id
-            )
+            self._runtime.recorder.record_failure("iteration", exc_type.__name__, str(exc), bot.id)
             bot.log.debug("iteration %d failed: %s: %s", self.index, exc_type.__name__, exc)
             return True
         return False
@@ -243,19 +242,36 @@ class Driver:
 
 
 class ClosedModel(Driver):
-    """``spawn_rate`` ramps and linear ``stages``; ramp-down retires the newest bots."""
+    """``spawn_rate`` ramps and linear ``stages``; ramp-down retires the newest bots.
 
-    def __init__(self, runtime: Runtime) -> None:
+    `set_target` steers it live: the stages (or the ramp) are abandoned, and the
+    bot count goes to the new target, up at ``spawn_rate`` (or at once), down by
+    retiring the newest bots first.
+    """
+
+    def __init__(self, runtime: Runtime, *, steerable: bool = True) -> None:
         super().__init__(runtime)
         options = runtime.options
         self.stages: list[tuple[float, float]] | None = options["stages"]
         self.spawn_rate: float | None = options["spawn_rate"]
+        #: Whether `set_target` may change the bot count (not with one bot per awaitable).
+        self.steerable = steerable
+        #: True when `size` bots start at once and nothing else is scheduled.
+        self.at_once = self.stages is None and self.spawn_rate is None
         # Ramp-down stops bots one by one: each gets its own stopping event and scope.
+        # A cancel scope costs ~700 bytes a bot, so a run without stages pays for them
+        # only from its first set_target on (bots started before it have none).
         runtime.per_bot_stops = self.stages is not None
+        self._warned_unscoped = False
         #: Live bots not retiring, oldest first.
         self.active: list[BotState] = []
         #: Bots told to stop, in the order they were (a dict: a set would iterate by address).
         self.retiring: dict[BotState, None] = {}
+        #: Set by the first `set_target`: the run is steered from then on.
+        self.steered = False
+        self._pending = 0  # bots still to start towards the target
+        self._scope: Any = None  # the scope of the stages / ramp, cancelled when steered
+        self._wake: Any = None  # the steering task's event
 
     def bot_ended(self, bot: BotState) -> None:
         if bot in self.retiring:
@@ -267,6 +283,67 @@ class ClosedModel(Driver):
         for bot in (*self.active, *self.retiring):
             if bot.stopping is not None:
                 bot.stopping.set()
+        self._pending = 0
+        if self.steered:
+            self.control.no_more_bots()  # a steered run holds the feed open until its stop
+
+    def spawn_all(self) -> None:
+        """Start `size` bots now (the whole run's load, when `at_once`)."""
+        for _ in range(self.runtime.size):
+            self._spawn()
+
+    def set_target(self, bots: int) -> None:
+        """Go to `bots` live bots (this shard's share of them), from now on; in the loop.
+
+        Raises:
+            ConfigError: when the run's bots are fixed (the seed's awaitables), or past the
+                open-file hard limit.
+        """
+        runtime = self.runtime
+        if not self.steerable:
+            raise ConfigError(
+                "set_target() cannot change a run with one bot per awaitable (the seed's "
+                "factory= or run_tasks): start the swarm from a worker function instead"
+            )
+        if runtime.stopping.is_set():
+            return  # the run is ending: nothing more to steer
+        target = runtime.shard.split(bots)
+        preflight_fds(target, {**runtime.options, "stages": None, "max_bots": None})
+        runtime.bots_target = target
+        if not self.steered:
+            self.steered = True
+            runtime.per_bot_stops = True  # the bots started from now on can be retired
+            self.control.more_bots()
+            if self._scope is not None:
+                self._scope.cancel()  # abandon the stages or the ramp
+            self._wake = runtime.backend.event()
+            self.control.start_soon(self._steer, name="trio_bots steer")
+        count = len(self.active)
+        self._pending = max(0, target - count)
+        for _ in range(count - target):
+            self._retire()
+        self._wake.set()
+
+    async def _steer(self) -> None:
+        runtime = self.runtime
+        clock = runtime.clock
+        rate = self.spawn_rate
+        last: float | None = None
+        while not runtime.stopping.is_set():
+            if not self._pending:
+                await self._wake.wait()
+                self._wake = runtime.backend.event()
+                continue
+            if rate is not None and last is not None and last + 1 / rate > clock():
+                with runtime.backend.cancel_scope(deadline=last + 1 / rate):
+                    await self._wake.wait()  # a new target may come before the next bot
+                if self._wake.is_set():
+                    self._wake = runtime.backend.event()
+                    continue
+            if self._pending and not runtime.stopping.is_set():
+                self._pending -= 1
+                last = clock()
+                self._spawn()
 
     def _spawn(self) -> None:
         self.active.append(self.control.spawn())
@@ -281,58 +358,72 @@ class ClosedModel(Driver):
         await anyio.sleep(self.runtime.options["stop_grace"])
         if bot.scope is not None:
             bot.scope.cancel()
+        elif bot in self.retiring and not self._warned_unscoped:
+            self._warned_unscoped = True
+            self.runtime.warn(
+                f"set_target() retired bot {bot.id}, which started before the first "
+                f"set_target() and so has no cancel scope of its own: it got bot.stopping "
+                f"but still runs after stop_grace; give stages= to make every bot "
+                f"cancellable, or let the worker check bot.stopping"
+            )
 
     async def run(self) -> None:
+        try:
+            with self.runtime.backend.cancel_scope() as self._scope:
+                await self._run_shape()
+        finally:
+            self._scope = None
+            if not self.steered:
+                self.control.no_more_bots()
+
+    async def _run_shape(self) -> None:
         runtime = self.runtime
         stopping = runtime.stopping
         clock = runtime.clock
         start = runtime.start_time
         size = runtime.size
         shard = runtime.shard
-        try:
-            if self.stages is None:
-                rate = self.spawn_rate
-                for index in range(size):
-                    # the ramp keeps its timing over the whole run: bot i starts at i / rate
-                    order = shard.first_bot + index
-                    if rate is not None and order:
-                        await anyio.sleep_until(start + order / rate)
-                        if stopping.is_set():
-                            return
-                    self._spawn()
-                return
-            for _ in range(size):
-                self._spawn()
-            stage_start = start
-            level = float(size)
-            for seconds, stage_target in self.stages:
-                # whole bots, or the ramp would oscillate; this shard's share of them
-                target = shard.split(round(stage_target))
-                stage_end = stage_start + seconds
-                runtime.bots_target = target
-                while True:
-                    count = len(self.active)
-                    if count < target:
-                        at = _crossing(stage_start, stage_end, level, target, count + 1)
-                    elif count > target:
-                        at = _crossing(stage_start, stage_end, level, target, count - 1)
-                    else:
-                        break
-                    if at > clock():
-                        await anyio.sleep_until(at)
+        if self.stages is None:
+            rate = self.spawn_rate
+            for index in range(size):
+                # the ramp keeps its timing over the whole run: bot i starts at i / rate
+                order = shard.first_bot + index
+                if rate is not None and order:
+                    await anyio.sleep_until(start + order / rate)
                     if stopping.is_set():
                         return
-                    if count < target:
-                        self._spawn()
-                    else:
-                        self._retire()
-                await anyio.sleep_until(stage_end)
+                self._spawn()
+            return
+        for _ in range(size):
+            self._spawn()
+        stage_start = start
+        level = float(size)
+        for seconds, stage_target in self.stages:
+            # whole bots, or the ramp would oscillate; this shard's share of them
+            target = shard.split(round(stage_target))
+            stage_end = stage_start + seconds
+            runtime.bots_target = target
+            while True:
+                count = len(self.active)
+                if count < target:
+                    at = _crossing(stage_start, stage_end, level, target, count + 1)
+                elif count > target:
+                    at = _crossing(stage_start, stage_end, level, target, count - 1)
+                else:
+                    break
+                if at > clock():
+                    await anyio.sleep_until(at)
                 if stopping.is_set():
                     return
-                stage_start, level = stage_end, target
-            self.control.begin_stop()  # the stages are over: this is the run's natural end
-        finally:
-            self.control.no_more_bots()
+                if count < target:
+                    self._spawn()
+                else:
+                    self._retire()
+            await anyio.sleep_until(stage_end)
+            if stopping.is_set():
+                return
+            stage_start, level = stage_end, target
+        self.control.begin_stop()  # the stages are over: this is the run's natural end
 
 
 def _crossing(t0: float, t1: float, a: float, b: float, value: float) -> float:
@@ -376,13 +467,16 @@ class OpenModel(Driver):
                 "max_bots >= 1, or make the factory give awaitables"
             )
         max_queue = options["max_queue"]
-        self.max_queue: int = shard.split(
-            math.ceil(peak_rate) if max_queue is None else max_queue
-        )
+        self.max_queue: int = shard.split(math.ceil(peak_rate) if max_queue is None else max_queue)
         self.queue: collections.deque[float] = collections.deque()
         self.idle: collections.deque[_Waiter] = collections.deque()
         self.alive = 0
         self.done = False
+        #: Set by the first `set_rate`: the rate stages are abandoned.
+        self.steered = False
+        self._change: tuple[float, float, float] | None = None  # (at, rate, N(at))
+        self._segment: tuple[float, float, float, float, float] = (0.0, 0.0, 0.0, 0.0, 0.0)
+        self._scope: Any = None
         #: Dispatch lateness (seconds after the intended time), for benchmarks.
         self.arrivals = 0
         self.lateness_sum = 0.0
@@ -439,6 +533,8 @@ class OpenModel(Driver):
 
     def stopping(self) -> None:
         self._finish()
+        if self._scope is not None:
+            self._scope.cancel()  # a steered run may be waiting for its duration
 
     def _finish(self) -> None:
         if self.done:
@@ -449,9 +545,47 @@ class OpenModel(Driver):
         while self.idle:
             self.idle.popleft().event.set()
 
+    def set_rate(self, rate: float, *, at: float | None = None) -> None:
+        """Go to `rate` arrivals/s (over every shard) from swarm-clock time `at` (now),
+        abandoning the rate stages; 0 pauses the arrivals. In the loop.
+
+        The arrival count goes on from where the schedule was at the change, so the
+        k-th arrival after it comes exactly at ``at + (k - N(at)) / rate``.
+        """
+        if self.done:
+            return
+        now = self.runtime.clock() if at is None else at
+        self.steered = True
+        self._change = (now, float(rate), self._due_at(now))
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def _due_at(self, t: float) -> float:
+        """N(t): the arrivals due since the run's start by time `t`, on the current segment."""
+        t0, t1, r0, r1, due = self._segment
+        if t <= t0:
+            return due
+        span = t1 - t0
+        s = min(t, t1) - t0
+        slope = 0.0 if math.isinf(span) or span <= 0 else (r1 - r0) / span
+        return due + r0 * s + slope * s * s / 2
+
+    async def _follow(self, t0: float, t1: float, r0: float, r1: float, due: float) -> None:
+        """Dispatch the arrivals of one segment of the schedule (this shard's)."""
+        clock = self.runtime.clock
+        shard = self.runtime.shard
+        self._segment = (t0, t1, r0, r1, due)
+        for arrival, intended in _ArrivalTimes(t0, t1, r0, r1, due):
+            if not shard.takes_arrival(arrival):
+                continue  # another shard's
+            if intended > clock():
+                await anyio.sleep_until(intended)
+            if self.done:
+                return
+            self._dispatch(intended)
+
     async def run(self) -> None:
         runtime = self.runtime
-        clock = runtime.clock
         start = runtime.start_time
         duration = runtime.options["duration"]
         end = math.inf if duration is None else start + duration
@@ -459,31 +593,35 @@ class OpenModel(Driver):
             for _ in range(min(runtime.size, self.max_bots)):
                 self._spawn()
             runtime.bots_target = self.max_bots
-            shard = runtime.shard
-            stage_start = stage_end = start
-            # A constant rate starts at full speed; rate stages ramp up from 0.
-            level = self.stages[0][1] if len(self.stages) == 1 else 0.0
-            due = 0.0  # the arrivals due before this stage: one count across every stage
-            for seconds, target in self.stages:
-                stage_end = min(stage_start + seconds, end)
-                for arrival, intended in _ArrivalTimes(stage_start, stage_end, level, target, due):
-                    if not shard.takes_arrival(arrival):
-                        continue  # another shard's
-                    if intended > clock():
-                        await anyio.sleep_until(intended)
-                    if self.done:
-                        return
-                    self._dispatch(intended)
-                if stage_end >= end:
-                    break
-                due += (level + target) / 2 * seconds
-                stage_start, level = stage_end, target
-            if not self.done:
-                await anyio.sleep_until(stage_end)
-                self.control.begin_stop()  # the rate stages (or the duration) are over
+            with runtime.backend.cancel_scope() as self._scope:
+                await self._run_stages(end)
+            while self._change is not None and not self.done:
+                at, rate, due = self._change
+                self._change = None
+                with runtime.backend.cancel_scope() as self._scope:
+                    await self._follow(at, end, rate, rate, due)
+                    await anyio.sleep_until(end)  # a steered run ends at duration or stop
         finally:
+            self._scope = None
             self._finish()
             self.control.no_more_bots()
+
+    async def _run_stages(self, end: float) -> None:
+        stage_start = stage_end = self.runtime.start_time
+        # A constant rate starts at full speed; rate stages ramp up from 0.
+        level = self.stages[0][1] if len(self.stages) == 1 else 0.0
+        due = 0.0  # the arrivals due before this stage: one count across every stage
+        for seconds, target in self.stages:
+            stage_end = min(stage_start + seconds, end)
+            await self._follow(stage_start, stage_end, level, target, due)
+            if self.done:
+                return
+            if stage_end >= end:
+                break
+            due += (level + target) / 2 * seconds
+            stage_start, level = stage_end, target
+        await anyio.sleep_until(stage_end)
+        self.control.begin_stop()  # the rate stages (or the duration) are over
 
 
 class _ArrivalTimes:
@@ -523,14 +661,15 @@ class _ArrivalTimes:
             k += 1
 
 
-def make_load(runtime: Runtime) -> Driver | None:
-    """The load driver for the run's options, or None to start `size` bots at once.
+def make_load(runtime: Runtime, *, steerable: bool = True) -> Driver:
+    """The load driver for the run's options: the open model with ``rate=``, else the
+    closed model (which starts `size` bots at once when it has no ramp nor stages).
 
-    The options were checked together before (`options.check_combinations`).
+    `steerable` is False when the run has one bot per awaitable (the seed's API): then
+    `ClosedModel.set_target` refuses, and bots need no stop scopes of their own. The
+    options were checked together before (`options.check_combinations`).
     """
     options = runtime.options
     if options["rate"] is not None:
         return OpenModel(runtime)
-    if options["stages"] is not None or options["spawn_rate"] is not None:
-        return ClosedModel(runtime)
-    return None
+    return ClosedModel(runtime, steerable=steerable)

@@ -104,6 +104,9 @@ class SwarmControl(Protocol):
     def no_more_bots(self) -> None:
         """Say that no more bots will be started: the run ends when the last one does."""
 
+    def more_bots(self) -> None:
+        """Say that bots may be started again (live control): the run goes on with none."""
+
     def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any, name: str) -> None:
         """Run ``fn(*args)`` in the swarm's task group."""
 
@@ -127,6 +130,8 @@ class Tick:
             tick that merged into a second already ticked (a run that ended on a whole
             second), where `bucket` is the whole second and `added` the rest of it. A
             hook that sums the seconds reads `added` (None: read `bucket`).
+        raw_percentiles: in the open model, that second's uncorrected latency percentiles
+            by name (``{"get": {"p50": seconds, ...}}``); empty otherwise.
 
     Example:
         >>> Tick(second=0, bucket={"t": 0, "count": 0}, bots_running=1).bucket["count"]
@@ -142,6 +147,7 @@ class Tick:
     gauges: Mapping[str, float] = field(default_factory=dict)
     raw: Mapping[str, str] = field(default_factory=dict)
     added: Mapping[str, Any] | None = None
+    raw_percentiles: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
     @property
     def delta(self) -> Mapping[str, Any]:
@@ -331,6 +337,7 @@ class Runtime:
             gauges=recorder.gauges(),
             raw=recorder.last_raw,
             added=recorder.last_added,
+            raw_percentiles=recorder.last_raw_percentiles,
         )
         for hook in list(self._tick_hooks):
             hook(tick)

@@ -28,7 +28,7 @@ from ..metrics import failures_from_snapshot, stats_from_snapshot, timeline_from
 from .backend import current_backend
 from .bot import Bot, enter_bot_task
 from .data import feeder_for_run
-from .load import make_load
+from .load import ClosedModel, OpenModel, make_load
 from .messaging import Messaging
 from .monitor import Monitor
 from .options import check_backend, preflight_fds, validate_options
@@ -97,7 +97,7 @@ class Swarm:
         True
     """
 
-    def __init__(self, worker: Any, runtime: Runtime) -> None:
+    def __init__(self, worker: Any, runtime: Runtime, *, fixed_bots: bool = False) -> None:
         options = runtime.options
         self.size = runtime.size
         self.options: Mapping[str, Any] = types.MappingProxyType(dict(options))
@@ -110,16 +110,18 @@ class Swarm:
         self._max_failures: int | None = options["max_failures"]
         self._done = runtime.backend.event()
         self._task_group: Any = None
-        self._token: Any = None  # the event loop's token, for stop_threadsafe
+        self._token: Any = None  # the event loop's token, for calls from other threads
+        self._loop_thread: int | None = None  # the event loop's thread
         self._bot_failures: list[BotFailure] = []
         self._feeding = True  # False once no more bots will be started
         self._aborted = False
         self._interrupted = False
         self._timed_out = False
         self._bots_cancelled = 0
+        self._cut_at = float("inf")  # when the graceful stop cancels what still runs
         self._signal: int | None = None
         self._escaped: BaseException | None = None  # a bot's BaseException, raised at the end
-        self._load = runtime.load = make_load(runtime)
+        self._load = runtime.load = make_load(runtime, steerable=not fixed_bots)
         runtime.control = _Control(self)
         # thresholds= and hdr_log= follow the run's seconds; the log's file opens here
         self._monitor: Monitor | None = None
@@ -176,28 +178,38 @@ class Swarm:
             thresholds=() if self._monitor is None else self._monitor.states(),
         )
 
-    def stop(self) -> None:
+    def stop(self, *, grace: float | None = None) -> None:
         """Begin a graceful stop: set ``bot.stopping``, then cancel after ``stop_grace``.
 
-        The run's result is marked ``interrupted``. Calling it again does nothing.
+        ``grace`` overrides ``stop_grace`` for this stop; ``stop(grace=0)`` is stop-now:
+        every bot is cancelled at once (a later, shorter grace also cuts a stop short).
+        The run's result is marked ``interrupted`` (exit 0 in the CLI, not an abort).
+        It may be called from any thread; calling it again with no shorter grace does
+        nothing.
 
         Example:
             >>> import trio, trio_bots
             >>> async def idle(bot):
             ...     await trio.sleep_forever()
             >>> async def main():
-            ...     async with trio_bots.open_swarm(idle, 3, stop_grace=0) as swarm:
-            ...         swarm.stop()
-            ...     return swarm.result.interrupted
-            >>> trio.run(main)
-            True
+            ...     async with trio_bots.open_swarm(idle, 3, stop_grace=30) as swarm:
+            ...         swarm.stop(grace=0)
+            ...     return swarm.result.interrupted, swarm.result.duration
+            >>> trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+            (True, 0.0)
         """
+        if grace is not None and (
+            isinstance(grace, bool) or not isinstance(grace, int | float) or not grace >= 0
+        ):
+            raise ConfigError(f"stop(grace=) takes seconds >= 0, got {grace!r}")
+        self._in_loop(self._stop, grace)
+
+    def _stop(self, grace: float | None) -> None:
         self._interrupted = True
-        self._begin_stop()
+        self._begin_stop(grace)
 
     def stop_threadsafe(self) -> None:
-        """`stop`, called from another thread than the swarm's event loop (which it waits
-        for). A swarm that has ended already is left alone.
+        """`stop`, kept for callers written before `stop` itself was thread-safe.
 
         Example:
             >>> import threading, trio, trio_bots
@@ -211,11 +223,96 @@ class Swarm:
             >>> trio.run(main)
             True
         """
+        self.stop()
+
+    def set_target(self, bots: int) -> None:
+        """Steer a closed-model run to `bots` live bots, from now on; from any thread.
+
+        New bots start at ``spawn_rate`` (or all at once); extra ones retire newest
+        first, each with ``bot.stopping`` and ``stop_grace``, as stages do. The
+        remaining stages (or ramp) are abandoned, so the run ends at ``duration`` or
+        `stop`, even with no bot left; bots that end on their own are not replaced.
+        Once the run is stopping it does nothing.
+
+        Raises:
+            ConfigError: in the open model (use `set_rate`), with the seed's fixed
+                awaitables, for a count that is not an int >= 0, or when the bots'
+                sockets would pass the open-file hard limit.
+
+        Example:
+            >>> import trio, trio_bots
+            >>> async def idle(bot):
+            ...     await bot.stopping.wait()
+            >>> async def main():
+            ...     async with trio_bots.open_swarm(idle, 2, duration=10) as swarm:
+            ...         await trio.sleep(1)
+            ...         swarm.set_target(5)
+            ...         await trio.sleep(1)
+            ...         return swarm.statistics(metrics=False).bots_running
+            >>> trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+            5
+        """
+        if isinstance(bots, bool) or not isinstance(bots, int) or bots < 0:
+            raise ConfigError(f"set_target() takes a bot count, an int >= 0; got {bots!r}")
+        if not isinstance(self._load, ClosedModel):
+            raise ConfigError(
+                "set_target() steers the closed model (bots that loop), but this run is the "
+                "open model (rate=): call set_rate(arrivals_per_second) instead"
+            )
+        self._in_loop(self._load.set_target, bots)
+
+    def set_rate(self, rate: float, *, at: float | None = None) -> None:
+        """Steer an open-model run to `rate` arrivals per second, from now on; from any
+        thread. 0 pauses the arrivals.
+
+        ``at`` is the second of the run (since its start) the change counts from, now
+        by default: the scale-out driver gives every shard the same one.
+
+        The rate stages are abandoned, so the run ends at ``duration`` or `stop`. The
+        arrival schedule stays exact from the change on: the k-th arrival after it is
+        due k / rate seconds after it, whatever the loop's lateness.
+
+        Raises:
+            ConfigError: in the closed model (use `set_target`), or for a rate that is
+                not a number >= 0.
+
+        Example:
+            >>> import trio, trio_bots
+            >>> async def worker(bot):
+            ...     async for it in bot.iterations():
+            ...         pass
+            >>> async def main():
+            ...     async with trio_bots.open_swarm(worker, 1, rate=10, duration=3) as swarm:
+            ...         await trio.sleep(1.05)  # arrivals at 0, 0.1, ..., 1.0
+            ...         swarm.set_rate(0)
+            ...     return swarm.statistics(metrics=False).arrivals
+            >>> trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+            11
+        """
+        if (
+            isinstance(rate, bool)
+            or not isinstance(rate, int | float)
+            or not 0 <= rate < float("inf")
+        ):
+            raise ConfigError(f"set_rate() takes arrivals per second, a number >= 0; got {rate!r}")
+        if not isinstance(self._load, OpenModel):
+            raise ConfigError(
+                "set_rate() steers the open model (rate=), but this run is the closed model: "
+                "call set_target(bots) instead, or start the run with rate="
+            )
+        at_time = None if at is None else self._runtime.start_time + at
+        self._in_loop(functools.partial(self._load.set_rate, rate, at=at_time))
+
+    def _in_loop(self, fn: Callable[..., None], *args: Any) -> None:
+        """Call ``fn(*args)`` in the swarm's event loop, from its thread or another."""
+        if self.result is not None:
+            return  # the swarm is over
         token = self._token
-        if token is None or self.result is not None:
+        if token is None or threading.get_ident() == self._loop_thread:
+            fn(*args)
             return
         try:
-            anyio.from_thread.run_sync(self.stop, token=token)
+            anyio.from_thread.run_sync(fn, *args, token=token)
         except RuntimeError:
             pass  # the event loop closed in the meantime: the swarm is over
 
@@ -314,8 +411,7 @@ class Swarm:
     def _bot_ended(self, state: BotState) -> None:
         self._messaging.remove(state)
         self._runtime.bot_ended(state)
-        if self._load is not None:
-            self._load.bot_ended(state)
+        self._load.bot_ended(state)
         self._check_done()
 
     def _check_done(self) -> None:
@@ -324,17 +420,32 @@ class Swarm:
 
     # -- stopping
 
-    def _begin_stop(self) -> None:
+    def _begin_stop(self, grace: float | None = None) -> None:
         runtime = self._runtime
-        if runtime.stopping.is_set() or self._task_group is None or self.result is not None:
+        if self._task_group is None or self.result is not None:
+            return
+        grace = self.options["stop_grace"] if grace is None else grace
+        if runtime.stopping.is_set():
+            if grace < self._grace_left():
+                self._cut_at = runtime.clock() + grace  # a shorter grace cuts the stop short
+                self._start_grace(grace)
             return
         runtime.stopping.set()
-        if self._load is not None:
-            self._load.stopping()
-        self._task_group.start_soon(self._cancel_after_grace, name="trio_bots grace")
+        self._cut_at = runtime.clock() + grace
+        self._load.stopping()
+        self._start_grace(grace)
 
-    async def _cancel_after_grace(self) -> None:
-        await anyio.sleep(self.options["stop_grace"])
+    def _grace_left(self) -> float:
+        return self._cut_at - self._runtime.clock()
+
+    def _start_grace(self, grace: float) -> None:
+        if grace <= 0:
+            self._task_group.cancel_scope.cancel()
+        else:
+            self._task_group.start_soon(self._cancel_after_grace, grace, name="trio_bots grace")
+
+    async def _cancel_after_grace(self, grace: float) -> None:
+        await anyio.sleep(grace)
         self._task_group.cancel_scope.cancel()
 
     async def _stop_after_duration(self, duration: float) -> None:
@@ -371,6 +482,7 @@ class Swarm:
     def _begin(self, task_group: Any, cancel_after: float | None) -> None:
         self._task_group = task_group
         self._token = anyio.lowlevel.current_token()
+        self._loop_thread = threading.get_ident()
         task_group.start_soon(self._runtime.run_ticker, name="trio_bots ticker")
         if self.options["handle_sigint"]:
             task_group.start_soon(self._handle_signals, name="trio_bots signals")
@@ -380,16 +492,19 @@ class Swarm:
             )
         if cancel_after is not None:
             task_group.start_soon(self._cancel_at, cancel_after, name="trio_bots timeout")
-        if self._load is not None:
-            task_group.start_soon(self._load.run, name="trio_bots load")
-        else:
-            for _ in range(self.size):
-                self._spawn()
+        load = self._load
+        if isinstance(load, ClosedModel) and load.at_once:
+            load.spawn_all()
             self._no_more_bots()
+        else:
+            task_group.start_soon(load.run, name="trio_bots load")
 
     def _no_more_bots(self) -> None:
         self._feeding = False
         self._check_done()
+
+    def _more_bots(self) -> None:
+        self._feeding = True
 
     def _finish(self) -> SwarmResult:
         runtime = self._runtime
@@ -440,6 +555,9 @@ class _Control:
 
     def no_more_bots(self) -> None:
         self._swarm._no_more_bots()
+
+    def more_bots(self) -> None:
+        self._swarm._more_bots()
 
     def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any, name: str) -> None:
         self._swarm._task_group.start_soon(fn, *args, name=name)
@@ -690,7 +808,7 @@ async def _open(
         runtime = Runtime(options, backend, size=size, shard=shard)
         runtime.tracer = tracer_for_run(options, runtime)  # opens no file: before the data
         runtime.data = feeder_for_run(size, options, shard=shard.index, shards=shard.count)
-        swarm = Swarm(worker, runtime)
+        swarm = Swarm(worker, runtime, fixed_bots=bool(awaitables))
     except BaseException:
         close_unstarted(awaitables)
         if runtime is not None and runtime.data is not None:

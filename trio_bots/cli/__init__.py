@@ -61,6 +61,7 @@ from ._run import (
     report,
 )
 from ._signals import finish_first, handle_sigterm, interrupted_code
+from ._web import PROMETHEUS_USUAL, WEB_USUAL, open_live_servers
 
 _OUT = PANEL_OUTPUT
 _SIM = "Simulation (an in-process server)"
@@ -205,6 +206,35 @@ def run(
             "--debug", help="Debug logging, and tracebacks for every error.", rich_help_panel=_OUT
         ),
     ] = False,
+    prometheus: Annotated[
+        str | None,
+        typer.Option(
+            "--prometheus",
+            metavar="HOST:PORT",
+            help=f"Serve Prometheus /metrics on HOST:PORT (usually {PROMETHEUS_USUAL}) until "
+            "the reports are written. Needs the web extra.",
+            rich_help_panel=_OUT,
+        ),
+    ] = None,
+    web: Annotated[
+        str | None,
+        typer.Option(
+            "--web",
+            metavar="HOST:PORT",
+            help=f"Serve a live dashboard (and its JSON API) on HOST:PORT (usually {WEB_USUAL}) "
+            "for the length of the run. Loopback unless --web-token. Needs the web extra.",
+            rich_help_panel=_OUT,
+        ),
+    ] = None,
+    web_token: Annotated[
+        str | None,
+        typer.Option(
+            "--web-token",
+            metavar="TOKEN",
+            help="The dashboard's access token ('auto': make one and print it).",
+            rich_help_panel=_OUT,
+        ),
+    ] = None,
     **swarm_flags: Any,
 ) -> None:
     """Run a scenario's worker in a swarm, show it live, and report.
@@ -240,9 +270,11 @@ def run(
         plan.view = "off" if quiet else "plain" if plain else "live"
         if host is not None and host_check and serving is None:
             check_host(host)  # an in-process server needs no check
-        outcome = execute(plan, console)
-        with finish_first() as pending:  # a signal now: finish the reports, then exit
-            code = report(plan, outcome, console)
+        with open_live_servers(prometheus, web, web_token) as live:
+            plan.watchers, plan.live_tasks = live.watchers, live.tasks
+            outcome = execute(plan, console)
+            with finish_first() as pending:  # a signal now: finish the reports, then exit
+                code = report(plan, outcome, console)
         if pending.signum is not None:
             print("trio-bots: interrupted; the reports were written first", file=sys.stderr)
             code = 128 + pending.signum

@@ -86,6 +86,11 @@ class Plan:
     serve: tuple[Any, str, int] | None = None
     #: ``--virtual-time``: the run's loop gets ``trio.testing.MockClock(autojump_threshold=0)``.
     virtual_time: bool = False
+    #: Called with the live swarm once it starts (``--prometheus``, ``--web``).
+    watchers: list[Callable[[Any], Any]] = field(default_factory=list)
+    #: ``task(shutdown)``, run in the swarm's loop for the length of the run (``--web``'s
+    #: server): it returns soon after ``await shutdown()`` does.
+    live_tasks: list[Callable[[Any], Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -329,9 +334,19 @@ async def _drive(plan: Plan, console: Console) -> Outcome:
         if plan.serve is not None:
             handler, host, port = plan.serve
             await stack.enter_async_context(plan.options["network"].serve(handler, host, port))
+        if plan.live_tasks:
+            # The live servers get a graceful shutdown (hypercorn on asyncio must not be
+            # cancelled mid-serve): the event is set on the way out, then the group waits.
+            live_group = await stack.enter_async_context(anyio.create_task_group())
+            stop_serving = anyio.Event()
+            for task in plan.live_tasks:
+                live_group.start_soon(task, stop_serving.wait)
+            stack.callback(stop_serving.set)
         task_group = await stack.enter_async_context(anyio.create_task_group())
         try:
             async with open_swarm(plan.worker, plan.size, **plan.options) as running:
+                for watch in plan.watchers:
+                    watch(running)
                 task_group.start_soon(watch_swarm, running, console, plan.view, plan.planned)
         except SwarmAborted as exc:
             aborted = exc

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import pickle
@@ -209,7 +210,14 @@ async def _listen(wire: Channel, running: Swarm, run_scope: anyio.CancelScope, l
             return
         kind = message[0]
         if kind == "stop":
-            running.stop()
+            running.stop(grace=message[1] if len(message) > 1 else None)
+        elif kind == "target":
+            try:
+                running.set_target(message[1])
+            except ConfigError as exc:  # the driver checked its own limit: this one is lower
+                logging.getLogger("trio_bots").warning("shard: %s", exc)
+        elif kind == "rate":
+            running.set_rate(message[1], at=message[2])
         elif kind == "cancel":
             run_scope.cancel()
         elif kind == "release" and link.release is not None:

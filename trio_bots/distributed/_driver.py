@@ -28,8 +28,11 @@ from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 import anyio
+import anyio.from_thread
+import anyio.lowlevel
 
 from .._core.monitor import Monitor
+from .._core.options import preflight_fds
 from .._core.result import BotFailure, SwarmResult, SwarmStatistics
 from .._core.runtime import Tick
 from .._core.shard import Shard
@@ -194,6 +197,8 @@ class ShardedSwarm:
         self.abort_cause: BaseException | None = None
         self.error: str | None = None
         self.task_group: Any = None  # the driver's, set by `drive`
+        self._token: Any = None  # the driver loop's, for calls from other threads
+        self._loop_thread: int | None = None
         self._monitor: Monitor | None = None
 
     def watch(self) -> None:
@@ -237,10 +242,69 @@ class ShardedSwarm:
         """Every shard's metrics, merged."""
         return _merge_all([s.snapshot() for s in self.shards])
 
-    def stop(self) -> None:
-        """Begin a graceful stop of every shard; the result is marked interrupted."""
+    def stop(self, *, grace: float | None = None) -> None:
+        """Begin a graceful stop of every shard (``grace=0``: stop now); the result is
+        marked interrupted. From any thread (see `trio_bots.Swarm.stop`)."""
+        if grace is not None and (
+            isinstance(grace, bool) or not isinstance(grace, int | float) or not grace >= 0
+        ):
+            raise ConfigError(f"stop(grace=) takes seconds >= 0, got {grace!r}")
+        self._in_loop(self._stop, grace)
+
+    def stop_threadsafe(self) -> None:
+        """`stop`, kept for callers written before `stop` was thread-safe."""
+        self.stop()
+
+    def _stop(self, grace: float | None) -> None:
         self._interrupted = True
+        if grace is not None:
+            self._stopping = True
+            for state in self.shards:
+                self._send_soon(state, ("stop", grace))
         self._stop_all()
+
+    def set_target(self, bots: int) -> None:
+        """Steer every shard's closed model to its share of `bots` (see
+        `trio_bots.Swarm.set_target`); from any thread."""
+        if isinstance(bots, bool) or not isinstance(bots, int) or bots < 0:
+            raise ConfigError(f"set_target() takes a bot count, an int >= 0; got {bots!r}")
+        if self.options.get("rate") is not None:
+            raise ConfigError(
+                "set_target() steers the closed model (bots that loop), but this run is the "
+                "open model (rate=): call set_rate(arrivals_per_second) instead"
+            )
+        count = max(len(self.shards), 1)
+        preflight_fds(-(-bots // count), {**self.options, "stages": None, "max_bots": None})
+        self._in_loop(self._send_all, ("target", bots))
+
+    def set_rate(self, rate: float) -> None:
+        """Steer every shard's open model to `rate` arrivals/s in all (see
+        `trio_bots.Swarm.set_rate`), from the same instant of the run; from any thread."""
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate < 1e300:
+            raise ConfigError(f"set_rate() takes arrivals per second, a number >= 0; got {rate!r}")
+        if self.options.get("rate") is None:
+            raise ConfigError(
+                "set_rate() steers the open model (rate=), but this run is the closed model: "
+                "call set_target(bots) instead, or start the run with rate="
+            )
+        at = max(0.0, time.time() - self.start_wall)  # the same instant for every shard
+        self._in_loop(self._send_all, ("rate", float(rate), at))
+
+    def _send_all(self, message: Any) -> None:
+        if self._stopping or self.task_group is None:
+            return
+        for state in self.shards:
+            self._send_soon(state, message)
+
+    def _in_loop(self, fn: Callable[..., None], *args: Any) -> None:
+        token = self._token
+        if token is None or threading.get_ident() == self._loop_thread:
+            fn(*args)
+            return
+        try:
+            anyio.from_thread.run_sync(fn, *args, token=token)
+        except RuntimeError:
+            pass  # the event loop closed in the meantime: the run is over
 
     def on_tick(self, fn: Callable[[Tick], None]) -> Callable[[], None]:
         """Call ``fn(tick)`` once per second of the run, with the merged second."""
@@ -537,6 +601,8 @@ async def drive(
     try:
         async with anyio.create_task_group() as task_group:
             run.task_group = task_group
+            run._token = anyio.lowlevel.current_token()
+            run._loop_thread = threading.get_ident()
             await start(run)
             for state in run.shards:
                 task_group.start_soon(run._read, state)

@@ -230,6 +230,8 @@ class Recorder:
 
     def __init__(self, start_time: float) -> None:
         self.start_time = start_time
+        #: The open model's uncorrected percentiles of the last tick, by name (live views).
+        self.last_raw_percentiles: dict[str, dict[str, float]] = {}
         self._series: dict[str, _Series] = {}
         # name -> its list of latencies since the last tick: appending is the whole hot
         # path; tick() records them into the histogram while that is warm in the cache
@@ -413,6 +415,7 @@ class Recorder:
         self._new_failures.clear()
         names: dict[str, dict[str, Any]] = {}
         raw: dict[str, str] = {}
+        raw_percentiles: dict[str, dict[str, float]] = {}
         requests = self._scratch
         low = high = NAN
         request_failures = 0
@@ -427,6 +430,11 @@ class Recorder:
             if n:
                 dist = Dist(interval, interval.min_value, interval.max_value)
                 names[name] = _name_entry(series.kind, n, failures, encode_hist(interval), dist)
+                raw_hist = series.raw_interval
+                if raw_hist is not None and raw_hist.get_total_count():
+                    # the open model's uncorrected figures of this second, for live views
+                    raw_dist = Dist(raw_hist, raw_hist.min_value, raw_hist.max_value)
+                    raw_percentiles[name] = raw_dist.percentiles(*ENTRY_PERCENTILES)
             else:
                 names[name] = _name_entry(series.kind, 0, failures, EMPTY_HIST, Dist(None))
             if series.kind == "request":
@@ -439,6 +447,7 @@ class Recorder:
                     raw[name] = encode_hist(series.raw_interval)
                 series.fold()
         self.last_raw = raw
+        self.last_raw_percentiles = raw_percentiles
         bucket = _bucket(t, bots_running, names, Dist(requests, low, high), request_failures)
         if bucket["count"]:
             bucket["hist"] = encode_hist(requests)
