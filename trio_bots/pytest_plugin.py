@@ -93,7 +93,9 @@ async def _run_swarm(
     worker: Any, size: int, /, *, thresholds: Sequence[str] = (), **options: Any
 ) -> SwarmResult:
     __tracebackhide__ = True  # the failure is the swarm's, not this helper's
-    from ._core.swarm import swarm  # lazily: the plugin loads in every pytest run
+    # lazily: the plugin loads in every pytest run. The public swarm(): processes= and
+    # ray= shard the run, as they do for trio_bots.swarm.
+    from .distributed._front import swarm
     from .metrics import raise_failed
 
     if isinstance(thresholds, str):

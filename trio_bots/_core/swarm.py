@@ -841,23 +841,3 @@ async def _open(
         raise swarm._escaped
     if swarm._aborted and result.bot_failures:
         raise _abort_error(swarm, result)
-
-
-async def swarm(worker: Any, size: int, **options: Any) -> SwarmResult:
-    """Run a swarm to the end and return its `SwarmResult`.
-
-    Works as ``trio.run(trio_bots.swarm, worker, 100)`` and as
-    ``anyio.run(trio_bots.swarm, worker, 100, backend="asyncio")``.
-
-    Example:
-        >>> import anyio, trio_bots
-        >>> async def worker(bot):
-        ...     bot.join("all")
-        ...     await bot.barrier("ready", group="all")
-        >>> anyio.run(trio_bots.swarm, worker, 10, backend="asyncio").bots_finished
-        10
-    """
-    async with open_swarm(worker, size, **options) as running:
-        pass
-    assert running.result is not None
-    return running.result
