@@ -204,6 +204,22 @@ def echo_server() -> Iterator[int]:
             proc.wait(timeout=5.0)
 
 
+#: The ping-pong message size against the echo server, and the message itself.
+ECHO_SIZE = 64
+ECHO_PAYLOAD = b"p" * ECHO_SIZE
+
+
+async def echo_round_trip(stream: Any) -> None:
+    """One ping-pong against `echo_server`: send the payload, read its echo back."""
+    await stream.send_all(ECHO_PAYLOAD)
+    got = 0
+    while got < ECHO_SIZE:
+        data = await stream.receive_some(65536)
+        if not data:
+            raise RuntimeError("the echo server closed the connection")
+        got += len(data)
+
+
 def profile_call(fn: Callable[[], Any], *, top: int = 25) -> None:
     """Run `fn` once under cProfile; print the top functions overall and in trio_bots.
 

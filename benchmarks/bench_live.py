@@ -31,11 +31,13 @@ from typing import Any
 import anyio
 import trio
 from _common import (
+    ECHO_SIZE,
     Mark,
     Result,
     alternate,
     base_parser,
     check_runs,
+    echo_round_trip,
     echo_server,
     medians,
     now,
@@ -50,20 +52,8 @@ from _common import (
 import trio_bots
 from trio_bots.web import Dashboard, MetricsExporter, serve_dashboard, serve_metrics
 
-SIZE = 64
-PAYLOAD = b"p" * SIZE
 #: The goal: each live face costs less than 2% of the throughput.
 GOAL = 0.98
-
-
-async def _round_trip(stream: Any) -> None:
-    await stream.send_all(PAYLOAD)
-    got = 0
-    while got < SIZE:
-        data = await stream.receive_some(65536)
-        if not data:
-            raise RuntimeError("the echo server closed the connection")
-        got += len(data)
 
 
 _POLL = """
@@ -115,7 +105,7 @@ def run_side(port: int, bots: int, count: int, face: str) -> Result:
         start = now()
         for _ in range(count):
             async with bot.measure("rtt"):
-                await _round_trip(stream)
+                await echo_round_trip(stream)
         marks.append((*start, *now()))
 
     async def main() -> trio_bots.SwarmResult:
@@ -180,7 +170,7 @@ def main() -> None:
         }
         print_environment()
         print(
-            f"live faces: {args.bots} connections x {args.count} round trips of {SIZE} bytes, "
+            f"live faces: {args.bots} connections x {args.count} round trips of {ECHO_SIZE} bytes, "
             f"{args.runs} alternating runs"
         )
         results = alternate(sides, args.runs)

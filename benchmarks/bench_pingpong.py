@@ -18,15 +18,16 @@ Run:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import trio
 from _common import (
+    ECHO_SIZE,
     Mark,
     Result,
     alternate,
     base_parser,
     check_runs,
+    echo_round_trip,
     echo_server,
     medians,
     now,
@@ -43,19 +44,7 @@ from _common import (
 
 import trio_bots
 
-SIZE = 64
-PAYLOAD = b"p" * SIZE
 TARGET = 0.95
-
-
-async def _round_trip(stream: Any) -> None:
-    await stream.send_all(PAYLOAD)
-    got = 0
-    while got < SIZE:
-        data = await stream.receive_some(65536)
-        if not data:
-            raise RuntimeError("the echo server closed the connection")
-        got += len(data)
 
 
 def _summary(marks: list[Mark], trips: int, wall: float) -> Result:
@@ -77,7 +66,7 @@ def run_raw(port: int, bots: int, count: int) -> Result:
         async with stream:
             start = now()
             for _ in range(count):
-                await _round_trip(stream)
+                await echo_round_trip(stream)
             marks.append((*start, *now()))
 
     async def main() -> None:
@@ -100,10 +89,10 @@ def run_bots(port: int, bots: int, count: int, *, measure: bool) -> Result:
         if measure:
             for _ in range(count):
                 async with bot.measure("rtt"):
-                    await _round_trip(stream)
+                    await echo_round_trip(stream)
         else:
             for _ in range(count):
-                await _round_trip(stream)
+                await echo_round_trip(stream)
         marks.append((*start, *now()))
 
     async def main() -> trio_bots.SwarmResult:
@@ -154,7 +143,7 @@ def main() -> None:
             return
         print_environment()
         print(
-            f"ping-pong: {args.bots} connections x {args.count} round trips of {SIZE} bytes, "
+            f"ping-pong: {args.bots} connections x {args.count} round trips of {ECHO_SIZE} bytes, "
             f"{args.runs} alternating runs, echo server on 127.0.0.1:{port}"
         )
         results = alternate(sides, args.runs)
