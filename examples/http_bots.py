@@ -64,9 +64,11 @@ async def run(
     """Run the HTTP swarm against the nginx at ``host``.
 
     Example:
-        >>> async def main():  # doctest: +SKIP
-        ...     report = await run(bots=4, duration=1, host="127.0.0.1:8080")
-        ...     print(report.ok)
+        >>> import tempfile, services, trio
+        >>> with tempfile.TemporaryDirectory() as folder, services.running("nginx", folder) as host:
+        ...     report = trio.run(lambda: run(bots=4, duration=1, host=host))
+        >>> report.ok
+        True
     """
     result, host = await run_swarm(
         worker,

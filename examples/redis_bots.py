@@ -128,9 +128,11 @@ async def run(
     """Run the Redis swarm against ``host``, or against a redis-server of its own.
 
     Example:
-        >>> async def main():  # doctest: +SKIP
-        ...     report = await run(bots=4, duration=1, host="127.0.0.1:6379")
-        ...     print(report.ok)
+        >>> import tempfile, services, trio
+        >>> with tempfile.TemporaryDirectory() as folder, services.running("redis", folder) as host:
+        ...     report = trio.run(lambda: run(bots=4, duration=1, host=host))
+        >>> report.ok
+        True
     """
     result, host = await run_swarm(
         worker,

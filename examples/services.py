@@ -15,9 +15,10 @@ service once it accepts connections, and leaves it running in the background.
 
 From Python, a service lives as long as a ``with`` block:
 
-    >>> with redis("/tmp/svc-redis") as address:  # doctest: +SKIP
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder, redis(folder) as address:
     ...     print(address)
-    127.0.0.1:40123
+    127.0.0.1:...
 
 nginx serves the files of `NGINX_FILES`, so that bots can check the bodies
 they get. This module needs the standard library only.
@@ -93,7 +94,7 @@ def find(name: str) -> str | None:
     """The path of a service's binary (``"redis"`` or ``"nginx"``), or None if not installed.
 
     Example:
-        >>> find("nginx")  # doctest: +SKIP
+        >>> find("nginx")  # where Debian's nginx package puts it
         '/usr/sbin/nginx'
     """
     binary = BINARIES[name][0]
@@ -156,7 +157,12 @@ def start(name: str, folder: str | os.PathLike[str], port: int | None = None) ->
         ServiceError: the binary is missing, or the service exited or never listened.
 
     Example:
-        >>> pid, address = start("redis", "/tmp/svc")  # doctest: +SKIP
+        >>> import tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> pid, address = start("redis", folder)
+        >>> socket.create_connection(address.split(":")).close()  # it listens
+        >>> stop("redis", folder), stop("redis", folder)  # a second stop finds none
+        (True, False)
     """
     binary = find(name)
     if binary is None:
@@ -198,7 +204,12 @@ def stop(name: str, folder: str | os.PathLike[str]) -> bool:
     """Stop the service ``name`` that `start` left in ``folder``; False if none was running.
 
     Example:
-        >>> stop("redis", "/tmp/svc")  # doctest: +SKIP
+        >>> import tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> stop("redis", folder)  # nothing was started there
+        False
+        >>> _ = start("redis", folder)
+        >>> stop("redis", folder)
         True
     """
     pid_file = Path(folder) / f"{name}.pid"
@@ -255,9 +266,11 @@ def running(name: str, folder: str | os.PathLike[str]) -> Iterator[str]:
     """Run service ``name`` in ``folder`` for the ``with`` block; gives ``HOST:PORT``.
 
     Example:
-        >>> with running("nginx", "/tmp/svc") as address:  # doctest: +SKIP
-        ...     print(address)
-        127.0.0.1:40125
+        >>> import tempfile, urllib.request
+        >>> with tempfile.TemporaryDirectory() as folder, running("nginx", folder) as address:
+        ...     body = urllib.request.urlopen(f"http://{address}/hello.txt").read()
+        >>> body == NGINX_FILES["/hello.txt"]
+        True
     """
     _pid, address = start(name, folder)
     try:

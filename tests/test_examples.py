@@ -444,7 +444,17 @@ def test_a_missing_binary_says_how_to_install_it(
 
 @pytest.mark.parametrize(
     "module",
-    [_support, chat_server, chat_swarm, game_server, game_bots, websocket_bots, services],
+    [
+        _support,
+        chat_server,
+        chat_swarm,
+        game_server,
+        game_bots,
+        websocket_bots,
+        http_bots,  # these three start a real nginx or redis-server of their own
+        redis_bots,
+        services,
+    ],
     ids=lambda module: module.__name__,
 )
 def test_docstring_examples_run(module: Any) -> None:
