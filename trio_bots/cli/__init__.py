@@ -46,7 +46,7 @@ from rich.console import Console
 from .. import __version__
 from .._core.options import PANEL_LOAD, PANEL_OUTPUT
 from ._flags import BOTS_FLAG, with_swarm_flags
-from ._report import report_log
+from ._report import ByTagFlag, CsvFlag, FanoutDetailFlag, HtmlFlag, JsonFlag, report_log
 from ._run import (
     EXIT_OK,
     EXIT_USAGE,
@@ -148,46 +148,11 @@ def run(
             rich_help_panel=_SIM,
         ),
     ] = False,
-    json_file: Annotated[
-        Path | None,
-        typer.Option("--json", metavar="FILE", help="Write the JSON report.", rich_help_panel=_OUT),
-    ] = None,
-    csv_prefix: Annotated[
-        Path | None,
-        typer.Option(
-            "--csv",
-            metavar="PREFIX",
-            help="Write PREFIX_stats.csv and friends.",
-            rich_help_panel=_OUT,
-        ),
-    ] = None,
-    html_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--html",
-            metavar="FILE",
-            help="Write the HTML report (needs plotly).",
-            rich_help_panel=_OUT,
-        ),
-    ] = None,
-    fanout_detail: Annotated[
-        bool,
-        typer.Option(
-            "--fanout-detail",
-            help="Show one fan-out latency row per group instead of one summary row.",
-            rich_help_panel=_OUT,
-        ),
-    ] = False,
-    by_tag: Annotated[
-        str | None,
-        typer.Option(
-            "--by-tag",
-            metavar="KEY",
-            help="Break each tagged name down by tag KEY in the console report ('*': every "
-            "tag set).",
-            rich_help_panel=_OUT,
-        ),
-    ] = None,
+    json_file: JsonFlag = None,
+    csv_prefix: CsvFlag = None,
+    html_file: HtmlFlag = None,
+    fanout_detail: FanoutDetailFlag = False,
+    by_tag: ByTagFlag = None,
     no_live: Annotated[
         bool,
         typer.Option(

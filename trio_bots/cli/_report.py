@@ -38,6 +38,41 @@ from ._run import EXIT_USAGE, CliExit, Outcome, Plan, check_outputs, check_tag_k
 
 _OUT = "Reports"
 
+# The report flags that `trio-bots run` and `trio-bots report` share, declared once.
+JsonFlag = Annotated[
+    Path | None,
+    typer.Option("--json", metavar="FILE", help="Write the JSON report.", rich_help_panel=_OUT),
+]
+CsvFlag = Annotated[
+    Path | None,
+    typer.Option(
+        "--csv", metavar="PREFIX", help="Write PREFIX_stats.csv and friends.", rich_help_panel=_OUT
+    ),
+]
+HtmlFlag = Annotated[
+    Path | None,
+    typer.Option(
+        "--html", metavar="FILE", help="Write the HTML report (needs plotly).", rich_help_panel=_OUT
+    ),
+]
+FanoutDetailFlag = Annotated[
+    bool,
+    typer.Option(
+        "--fanout-detail",
+        help="Show one fan-out latency row per group instead of one summary row.",
+        rich_help_panel=_OUT,
+    ),
+]
+ByTagFlag = Annotated[
+    str | None,
+    typer.Option(
+        "--by-tag",
+        metavar="KEY",
+        help="Break each tagged name down by tag KEY in the console report ('*': every tag set).",
+        rich_help_panel=_OUT,
+    ),
+]
+
 
 def rebuild(path: str | Path, thresholds: list[str]) -> SwarmResult:
     """The `SwarmResult` of the log at `path`, with `thresholds` judged on it.
@@ -87,35 +122,11 @@ def report_log(
             "a failure exits 1.",
         ),
     ] = None,
-    json_file: Annotated[
-        Path | None,
-        typer.Option("--json", metavar="FILE", help="Write the JSON report.", rich_help_panel=_OUT),
-    ] = None,
-    csv_prefix: Annotated[
-        Path | None,
-        typer.Option(
-            "--csv", metavar="PREFIX", help="Write PREFIX_stats.csv and friends.",
-            rich_help_panel=_OUT,
-        ),
-    ] = None,
-    html_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--html", metavar="FILE", help="Write the HTML report (needs plotly).",
-            rich_help_panel=_OUT,
-        ),
-    ] = None,
-    fanout_detail: Annotated[
-        bool,
-        typer.Option("--fanout-detail", help="One fan-out row per group.", rich_help_panel=_OUT),
-    ] = False,
-    by_tag: Annotated[
-        str | None,
-        typer.Option(
-            "--by-tag", metavar="KEY", help="Break each tagged name down by tag KEY ('*': all).",
-            rich_help_panel=_OUT,
-        ),
-    ] = None,
+    json_file: JsonFlag = None,
+    csv_prefix: CsvFlag = None,
+    html_file: HtmlFlag = None,
+    fanout_detail: FanoutDetailFlag = False,
+    by_tag: ByTagFlag = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No console report.", rich_help_panel=_OUT)
     ] = False,
