@@ -17,6 +17,7 @@ import pytest
 import trio
 import trio.lowlevel
 import trio.testing
+from _leaks import live_task_names, open_fds
 
 import trio_bots
 from trio_bots import BotFailure, ConfigError, SwarmAborted
@@ -24,26 +25,6 @@ from trio_bots import BotFailure, ConfigError, SwarmAborted
 
 def mock_clock() -> trio.testing.MockClock:
     return trio.testing.MockClock(autojump_threshold=0)
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-def live_task_names() -> list[str]:
-    """Every task under the root task, except the ones trio and pytest-trio run."""
-    names: list[str] = []
-
-    def walk(task: trio.lowlevel.Task) -> None:
-        for nursery in task.child_nurseries:
-            for child in nursery.child_tasks:
-                names.append(child.name)
-                walk(child)
-
-    root = trio.lowlevel.current_root_task()
-    assert root is not None
-    walk(root)
-    return names
 
 
 # -- lifecycle ------------------------------------------------------------------------------

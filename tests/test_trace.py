@@ -16,6 +16,7 @@ import pytest
 import trio
 import trio.testing
 import trustme
+from _leaks import open_fds
 from test_cli import no_traceback, trio_bots_cmd
 
 import trio_bots
@@ -27,11 +28,6 @@ import chat_swarm
 import trio.lowlevel
 
 # isort: on
-
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 class RecordingProxy:

@@ -4,7 +4,7 @@ The invariants, checked after every fault test:
 
 - accounting: for each name, ``count + failure_count + cancelled`` equals the
   ``measure()`` blocks the workers entered (`Entered` counts them itself);
-- nothing outlives the swarm: no task (`live_task_names`) and no fd (`open_fds`);
+- nothing outlives the swarm: no task and no fd (`_leaks.live_task_names`, `_leaks.open_fds`);
 - the reports parse (`check_reports`).
 """
 
@@ -37,27 +37,6 @@ def child_env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
     env.update(extra)
     return env
-
-
-def open_fds() -> int:
-    """How many fds this process has open now."""
-    return len(os.listdir("/proc/self/fd"))
-
-
-def live_task_names() -> list[str]:
-    """Every task under trio's root task, except the root's own system tasks' parents."""
-    names: list[str] = []
-
-    def walk(task: trio.lowlevel.Task) -> None:
-        for nursery in task.child_nurseries:
-            for child in nursery.child_tasks:
-                names.append(child.name)
-                walk(child)
-
-    root = trio.lowlevel.current_root_task()
-    assert root is not None
-    walk(root)
-    return names
 
 
 class Entered:

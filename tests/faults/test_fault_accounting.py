@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from _faults import PYTHON, Entered, check_reports, child_env, live_task_names, open_fds
+from _faults import PYTHON, Entered, check_reports, child_env
+from _leaks import live_task_names, open_fds
 from rich.console import Console
 
 import trio_bots

@@ -10,7 +10,8 @@ from typing import Any
 
 import anyio
 import pytest
-from _faults import PYTHON, Entered, check_reports, child_env, open_fds
+from _faults import PYTHON, Entered, check_reports, child_env
+from _leaks import open_fds
 
 import trio_bots
 

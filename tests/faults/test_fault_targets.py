@@ -15,16 +15,8 @@ from pathlib import Path
 import pytest
 import trio
 import trio.lowlevel
-from _faults import (
-    PYTHON,
-    Entered,
-    child_env,
-    echo,
-    free_port,
-    live_task_names,
-    loopback_server,
-    open_fds,
-)
+from _faults import PYTHON, Entered, child_env, echo, free_port, loopback_server
+from _leaks import live_task_names, open_fds
 
 import trio_bots
 from trio_bots.protocols.framing import LengthPrefixed
