@@ -82,6 +82,7 @@ def _counters(swarm: Swarm) -> dict[str, Any]:
         "dropped_arrivals": stats.dropped_arrivals,
         "arrivals": stats.arrivals,
         "cpu_seconds": time.process_time(),
+        "groups": swarm.group_sizes(),  # once a second: the dashboard's group counts
     }
 
 

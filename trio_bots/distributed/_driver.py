@@ -121,6 +121,44 @@ class _ShardState:
         self.error: str | None = None
         self.lost: str | None = None
         self.finished = anyio.Event()
+        #: the requests and failures of the seconds it sent, kept as they come
+        self.requests = 0
+        self.failure_count = 0
+
+    def add_second(self, second: int, bucket: Mapping[str, Any]) -> None:
+        """Keep one second's bucket (a final tick may send a second again, whole)."""
+        old = self.buckets.get(second)
+        if old is not None:
+            self.requests -= old["count"] + old["failures"]
+            self.failure_count -= old["failures"]
+        self.buckets[second] = bucket
+        self.requests += bucket["count"] + bucket["failures"]
+        self.failure_count += bucket["failures"]
+
+    def row(self) -> dict[str, Any]:
+        """What the live views show of it (see `trio_bots.SwarmStatistics.shards`)."""
+        if self.lost is not None:
+            state = "lost"
+        elif self.error is not None:
+            state = "error"
+        elif self.summary is not None or self.finished.is_set():
+            state = "done"
+        else:
+            state = "running" if self.ready else "starting"
+        running = 0 if state in ("lost", "done", "error") else self.count("bots_running")
+        return {
+            "index": self.index,
+            "pid": self.pid,
+            "first_bot": self.first_bot if self.local_size else None,
+            "last_bot": self.first_bot + self.local_size - 1 if self.local_size else None,
+            "state": state,
+            "bots_running": running,
+            "bots_started": self.count("bots_started"),
+            "requests": self.requests,
+            "failure_count": self.failure_count,
+            "cpu_seconds": round(float(self.counters.get("cpu_seconds", 0.0)), 3),
+            "lost": self.lost,
+        }
 
     def snapshot(self) -> dict[str, Any]:
         """Its final snapshot, or one rebuilt from the delta buckets it sent."""
@@ -236,7 +274,24 @@ class ShardedSwarm:
             metrics=self.snapshot() if metrics else {},
             arrivals=total("arrivals"),
             thresholds=() if self._monitor is None else self._monitor.states(),
+            shards=tuple(s.row() for s in shards),
         )
+
+    def group_sizes(self) -> dict[Hashable, int]:
+        """Each group's live members over every shard, as of each shard's last second
+        (see `trio_bots.Swarm.group_sizes`); a lost shard's bots are not counted.
+
+        Example:
+            >>> ShardedSwarm(4, {"host": None}).group_sizes()
+            {}
+        """
+        sizes: dict[Hashable, int] = {}
+        for state in self.shards:
+            if state.lost is not None or state.summary is not None:
+                continue
+            for group, members in state.counters.get("groups", {}).items():
+                sizes[group] = sizes.get(group, 0) + members
+        return sizes
 
     def snapshot(self) -> dict[str, Any]:
         """Every shard's metrics, merged."""
@@ -345,7 +400,7 @@ class ShardedSwarm:
         kind = message[0]
         if kind == "tick":
             _, second, bucket, _final, counters, custom_counters, custom_gauges = message
-            state.buckets[second] = bucket
+            state.add_second(second, bucket)
             state.counters = counters
             state.custom_counters, state.custom_gauges = custom_counters, custom_gauges
             self._emit()
