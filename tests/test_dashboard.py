@@ -286,6 +286,7 @@ def test_the_open_model_charts_raw_percentiles_beside_the_corrected(tmp_path: Pa
                     lines = dict(await page.js(CHART_LINES))
                     assert lines["nap p50"] == lines["nap p99"] == "solid"
                     assert lines["nap raw p50"] == lines["nap raw p99"] == "dash"
+                    assert "iteration p50" not in lines  # failures only: no latency to draw
                     title = await page.js(
                         "document.getElementById('chart-latency').layout.title.text"
                     )
