@@ -422,6 +422,36 @@ def test_shard_rows_follow_each_shard_and_say_when_one_is_lost() -> None:
     assert board.stats()["groups"] == [{"group": "g", "bots": 3}]  # the lost shard's left
 
 
+def test_the_api_lists_the_first_groups_and_counts_them_all() -> None:
+    import trio_bots
+    from trio_bots.web import Dashboard
+
+    async def seated(bot: trio_bots.Bot) -> None:
+        bot.join(f"table-{bot.id:03}")
+        if bot.id % 2:
+            bot.join("odd")
+        await bot.stopping.wait()
+
+    async def main() -> dict[str, Any]:
+        board = Dashboard(origin="http://127.0.0.1:1", token=None)
+        with trio.fail_after(10):
+            async with trio_bots.open_swarm(seated, 150) as swarm:
+                board.watch(swarm)
+                await trio.sleep(0.1)
+                stats = board.stats()
+                swarm.stop(grace=0)
+        return stats
+
+    stats = trio.run(main)
+    assert stats["group_count"] == 151
+    groups = stats["groups"]
+    assert len(groups) == 100
+    assert groups[0] == {"group": "odd", "bots": 75}
+    assert groups[1:3] == [{"group": "table-000", "bots": 1}, {"group": "table-001", "bots": 1}]
+    assert groups[-1]["group"] == "table-098"
+    json.dumps(stats)  # what the endpoint sends
+
+
 @pytest.mark.parametrize("backend", ["trio", "asyncio"])
 def test_the_token_rules(backend: str) -> None:
     proc = subprocess.run(

@@ -6,8 +6,9 @@
   ``plotly`` package), which polls ``/api/stats`` every 500 ms;
 - ``GET /api/stats``: the `trio_bots.SwarmStatistics` fields (without ``metrics``;
   ``thresholds`` as `threshold_rows` writes them, ``shards`` one row per shard in a
-  run over several processes), ``groups`` (`group_rows`) and ``last_tick``, the
-  last second's figures by name; never the raw snapshot;
+  run over several processes), ``groups`` (`group_rows`, the first
+  `GROUPS_LISTED`), ``group_count`` and ``last_tick``, the last second's figures
+  by name; never the raw snapshot;
 - ``POST /api/stop`` (``{"grace": 0}`` stops now), ``POST /api/target {"bots": n}``,
   ``POST /api/rate {"rate": r}``;
 - ``GET /metrics``: the Prometheus text of the run.
@@ -41,6 +42,9 @@ from ..metrics import ThresholdState, format_value
 from ._prometheus import WEB_MISSING, MetricsExporter
 
 COOKIE = "trio_bots_token"
+#: The groups that ``/api/stats`` lists (the first, by name); ``group_count`` says how
+#: many there are: the answer stays small, since the run's own loop writes it.
+GROUPS_LISTED = 100
 
 
 def new_token() -> str:
@@ -159,7 +163,13 @@ class Dashboard:
         fields["thresholds"] = threshold_rows(statistics.thresholds)
         groups = group_rows(self._swarm.group_sizes())  # counted now, when asked
         answer: dict[str, Any] = _plain(
-            {"running": True, **fields, "groups": groups, "last_tick": self._last}
+            {
+                "running": True,
+                **fields,
+                "groups": groups[:GROUPS_LISTED],
+                "group_count": len(groups),
+                "last_tick": self._last,
+            }
         )
         return answer
 
