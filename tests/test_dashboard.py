@@ -372,6 +372,32 @@ def test_a_sharded_run_shows_a_row_per_shard(tmp_path: Path) -> None:
     assert [row["requests"] for row in data["shards"]] == [18, 18]
 
 
+def test_a_sharded_open_model_run_serves_the_merged_raw_percentiles() -> None:
+    port = free_port()
+    proc = start_run(port, "--processes", "2", "--rate", "30", "--duration", "60")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_up(port, proc)
+        deadline = time.monotonic() + 30
+        while True:
+            _, stats = request(f"{base}/api/stats")
+            tick = stats.get("last_tick") or {}
+            if tick.get("raw", {}).get("nap") and tick["names"]["nap"]["count"]:
+                break
+            assert time.monotonic() < deadline, stats
+            time.sleep(0.2)
+        assert len(stats["shards"]) == 2
+        raw, corrected = tick["raw"]["nap"], tick["names"]["nap"]
+        assert 0.01 <= raw["p50"] <= raw["p99"] <= corrected["p99"] * 1.01
+        assert request(f"{base}/api/stop", data={"grace": 0}, headers={"Origin": base})[0] == 200
+        stderr = finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, stderr
+
+
 def test_shard_rows_follow_each_shard_and_say_when_one_is_lost() -> None:
     """The rows of `SwarmStatistics.shards` from the driver's messages, without processes."""
     from trio_bots._core.shard import Shard
@@ -402,12 +428,12 @@ def test_shard_rows_follow_each_shard_and_say_when_one_is_lost() -> None:
     counters = {"bots_running": 3, "bots_started": 3, "groups": {"g": 3}}
     first, other = run.shards
     run._handle(first, ("ready", 100))
-    run._handle(first, ("tick", 0, second(0, 4, 0), False, counters, {}, {}))
-    run._handle(first, ("tick", 1, second(1, 2, 0), False, counters, {}, {}))
-    run._handle(first, ("tick", 1, second(1, 3, 2), True, counters, {}, {}))  # sent again
+    run._handle(first, ("tick", 0, second(0, 4, 0), False, counters, {}, {}, {}))
+    run._handle(first, ("tick", 1, second(1, 2, 0), False, counters, {}, {}, {}))
+    run._handle(first, ("tick", 1, second(1, 3, 2), True, counters, {}, {}, {}))  # sent again
     run._handle(other, ("ready", 101))
     two = {**counters, "groups": {"g": 2}}
-    run._handle(other, ("tick", 0, second(0, 1, 0), False, two, {}, {}))
+    run._handle(other, ("tick", 0, second(0, 1, 0), False, two, {}, {}, {}))
     rows = board.stats()["shards"]
     seen = [(r["index"], r["pid"], r["state"], r["requests"], r["failure_count"]) for r in rows]
     assert seen == [(0, 100, "running", 9, 2), (1, 101, "running", 1, 0)]

@@ -144,6 +144,7 @@ async def run_shard(wire: Channel, config: dict[str, Any], loaded: Any) -> None:
         align=config["align"],
         start_wall=config["start_wall"],
         link=link,
+        raw_intervals=config.get("raw_intervals", False),
     )
     options = dict(config["options"])
     if isinstance(loaded, str):
@@ -181,6 +182,7 @@ async def run_shard(wire: Channel, config: dict[str, Any], loaded: Any) -> None:
                                     _counters(running),
                                     dict(t.counters),
                                     dict(t.gauges),
+                                    dict(t.raw),
                                 )
                             )
                             if t.bucket.get("failures"):

@@ -44,6 +44,7 @@ from ..metrics import (
     stats_from_snapshot,
     timeline_from_snapshot,
 )
+from ..metrics._recorder import merge_raw
 
 #: Seconds without a snapshot after which a shard counts as lost (it ticks every second).
 HEARTBEAT = 5.0
@@ -112,6 +113,8 @@ class _ShardState:
         self.pid: int = channel.pid
         self.ready = False
         self.buckets: dict[int, Mapping[str, Any]] = {}
+        #: the open model's raw histograms of the seconds not merged yet, by name
+        self.raw: dict[int, list[Mapping[str, str]]] = {}
         self.failures: list[dict[str, Any]] = []
         self.counters: dict[str, Any] = {}
         #: the shard's custom counters and gauges (``bot.count``, ``bot.gauge``) so far
@@ -399,8 +402,10 @@ class ShardedSwarm:
     def _handle(self, state: _ShardState, message: Any) -> None:
         kind = message[0]
         if kind == "tick":
-            _, second, bucket, _final, counters, custom_counters, custom_gauges = message
+            _, second, bucket, _final, counters, custom_counters, custom_gauges, raw = message
             state.add_second(second, bucket)
+            if raw:
+                state.raw.setdefault(second, []).append(raw)  # a second sent again: its rest
             state.counters = counters
             state.custom_counters, state.custom_gauges = custom_counters, custom_gauges
             self._emit()
@@ -499,6 +504,9 @@ class ShardedSwarm:
                         if second in s.buckets
                     ]
                 )
+                raw, raw_percentiles = merge_raw(
+                    [part for s in shards for part in s.raw.get(second, ())]
+                )
                 tick = Tick(
                     second,
                     bucket["timeline"][0],
@@ -507,9 +515,13 @@ class ShardedSwarm:
                     active_seconds=max(0.0, time.time() - self.start_wall),
                     counters=bucket["counters"],
                     gauges=bucket["gauges"],
+                    raw=raw,
+                    raw_percentiles=raw_percentiles,
                 )
                 for hook in list(self._hooks):
                     hook(tick)
+            for s in shards:
+                s.raw.pop(second, None)
             self._emitted = second
 
     # -- the shards' lives
