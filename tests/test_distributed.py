@@ -156,6 +156,37 @@ def test_each_shard_counts_its_cancelled_measures() -> None:
     assert result.to_dict()["shards"][1]["cancelled"] == 2
 
 
+def test_the_open_model_merges_each_seconds_raw_figures_over_the_shards(tmp_path: Path) -> None:
+    from trio_bots.metrics import read_hdr_log
+    from trio_bots.metrics._hdr import decode_hist
+
+    log = tmp_path / "run.hlog"
+    ticks: list[Any] = []
+
+    async def main() -> trio_bots.SwarmResult:
+        with trio.fail_after(60):
+            async with trio_bots.open_swarm(
+                shards.iterate, 2, processes=2, rate=40, duration=2.5, hdr_log=str(log)
+            ) as swarm:
+                swarm.on_tick(ticks.append)
+        assert swarm.result is not None
+        return swarm.result
+
+    result = trio.run(main)
+    seconds = [t for t in ticks if t.bucket["names"].get("work", {}).get("count")]
+    assert len(seconds) >= 2
+    for tick in seconds:
+        work = tick.bucket["names"]["work"]
+        assert set(tick.raw_percentiles) == set(tick.raw) == {"work"}
+        # both shards' raw samples of the second: as many as the corrected ones
+        assert decode_hist(tick.raw["work"]).get_total_count() == work["count"]
+        raw = tick.raw_percentiles["work"]
+        assert 0.001 <= raw["p50"] <= raw["p99"] <= work["p99"] * 1.01  # raw <= corrected
+    # the driver's HDR log has the raw series too, as a run in one process does
+    stats = stats_from_snapshot(read_hdr_log(log)[0])
+    assert stats["work"].raw.count == stats["work"].count == result.stats["work"].count
+
+
 def test_reports_have_a_row_per_shard_and_the_total(tmp_path: Path) -> None:
     import csv
 

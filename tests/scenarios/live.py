@@ -1,4 +1,5 @@
-"""A scenario for the live faces: each bot measures short naps, every 4th one fails."""
+"""A scenario for the live faces: each bot joins a team (even or odd ids) and measures
+short naps, every 4th one fails."""
 
 import anyio
 
@@ -6,6 +7,7 @@ options = {"size": 3, "duration": 3, "stop_grace": 0.2}
 
 
 async def worker(bot):
+    bot.join(f"team-{bot.id % 2}")
     async for it in bot.iterations():
         with it:
             async with bot.measure("nap"):

@@ -325,6 +325,14 @@ class Messaging:
     def add(self, bot: BotState) -> None:
         self.live[bot.id] = bot
 
+    def group_sizes(self) -> dict[Hashable, int]:
+        """Each group's live members now, by group; a group that empties is gone.
+
+        One pass over the groups, for live views that ask now and then (never
+        on a send or a receive).
+        """
+        return {group: len(members) for group, members in self.members.items()}
+
     def join(self, bot: BotState, group: Hashable) -> None:
         check_group(group)
         members = self.members.get(group)

@@ -54,7 +54,13 @@ class SwarmStatistics:
     arrivals dispatched so far, and `arrival_lateness_mean` / `_max` say how late
     (in seconds) the scheduler dispatched them: a measure of the load tool's own
     health. `thresholds` holds each threshold's live `ThresholdState` (pending,
-    passed or failed) as of the last second. Reading it changes nothing.
+    passed or failed) as of the last second. In a run over several processes or
+    Ray actors, `shards` holds one dict per shard as of its last second
+    (``index``, ``pid``, ``first_bot``, ``last_bot``, ``state``: ``"starting"``,
+    ``"running"``, ``"done"``, ``"lost"`` or ``"error"``, ``bots_running``,
+    ``bots_started``, ``requests``, ``failure_count``, ``cpu_seconds`` and
+    ``lost``: None or why it was lost); it is empty otherwise. Reading it
+    changes nothing.
 
     Example:
         >>> import trio, trio_bots
@@ -83,6 +89,7 @@ class SwarmStatistics:
     arrival_lateness_mean: float = 0.0
     arrival_lateness_max: float = 0.0
     thresholds: tuple[ThresholdState, ...] = ()
+    shards: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass

@@ -125,7 +125,8 @@ class Tick:
         counters: the custom counters (``bot.count``) so far.
         gauges: the custom gauges' (``bot.gauge``) last values.
         raw: each name's raw (uncorrected) histogram of this second, encoded, in the open
-            model, when something asked for them (the HDR log); else empty.
+            model, when something asked for them (the HDR log, or the driver of a run
+            over several processes); else empty.
         added: what this tick added, as a bucket: `bucket` itself, except for a final
             tick that merged into a second already ticked (a run that ended on a whole
             second), where `bucket` is the whole second and `added` the rest of it. A
@@ -197,8 +198,11 @@ class Runtime:
         self.start_time = self.clock()
         self.started_wall = time.time() if shard.start_wall is None else shard.start_wall
         self.recorder = Recorder(self.start_time)
-        # the HDR log writes the open model's raw histograms of each second too
-        self.recorder.keep_raw_intervals = options.get("hdr_log") is not None
+        # the HDR log writes the open model's raw histograms of each second too, and a
+        # shard sends them to its driver
+        self.recorder.keep_raw_intervals = (
+            options.get("hdr_log") is not None or shard.raw_intervals
+        )
         self.tag_keys = TagKeys(self.warn)
         self.bot_tags: dict[int, Mapping[str, Any]] = {}
         self.request_timeout: float | None = options["request_timeout"]

@@ -71,6 +71,9 @@ class Shard:
             that groups made of `align` consecutive ids stay in one shard.
         start_wall: the common start instant (``time.time()``), or None to start at once.
         link: the coordinator of the shards, or None.
+        raw_intervals: each second's raw (uncorrected) histograms of the open model go
+            into its `Tick` (``tick.raw``), for the driver to merge (the live view's
+            raw percentiles over every shard).
 
     Example:
         >>> [Shard(index=k, count=2, size=25, align=10).local_size for k in range(2)]
@@ -83,6 +86,7 @@ class Shard:
     align: int = 1
     start_wall: float | None = None
     link: ShardLink | None = None
+    raw_intervals: bool = False
 
     @property
     def distributed(self) -> bool:

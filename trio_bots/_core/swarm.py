@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 import types
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
 from contextlib import asynccontextmanager, nullcontext
 from typing import Any
 
@@ -177,6 +177,27 @@ class Swarm:
             arrival_lateness_max=getattr(load, "lateness_max", 0.0),
             thresholds=() if self._monitor is None else self._monitor.states(),
         )
+
+    def group_sizes(self) -> dict[Hashable, int]:
+        """How many live bots each group has now (``bot.join``), by group name.
+
+        A group whose last member left or ended is not listed. It is counted
+        when asked, not kept up to date on the hot path: for live views (the web
+        dashboard polls it), not for every send. It changes nothing.
+
+        Example:
+            >>> import trio, trio_bots
+            >>> async def seated(bot):
+            ...     bot.join(f"table-{bot.id % 2}")
+            ...     await bot.stopping.wait()
+            >>> async def main():
+            ...     async with trio_bots.open_swarm(seated, 5, duration=1) as swarm:
+            ...         await trio.sleep(0.5)
+            ...         return swarm.group_sizes()
+            >>> trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+            {'table-0': 3, 'table-1': 2}
+        """
+        return self._messaging.group_sizes()
 
     def stop(self, *, grace: float | None = None) -> None:
         """Begin a graceful stop: set ``bot.stopping``, then cancel after ``stop_grace``.

@@ -82,6 +82,7 @@ def _counters(swarm: Swarm) -> dict[str, Any]:
         "dropped_arrivals": stats.dropped_arrivals,
         "arrivals": stats.arrivals,
         "cpu_seconds": time.process_time(),
+        "groups": swarm.group_sizes(),  # once a second: the dashboard's group counts
     }
 
 
@@ -143,6 +144,7 @@ async def run_shard(wire: Channel, config: dict[str, Any], loaded: Any) -> None:
         align=config["align"],
         start_wall=config["start_wall"],
         link=link,
+        raw_intervals=config.get("raw_intervals", False),
     )
     options = dict(config["options"])
     if isinstance(loaded, str):
@@ -180,6 +182,7 @@ async def run_shard(wire: Channel, config: dict[str, Any], loaded: Any) -> None:
                                     _counters(running),
                                     dict(t.counters),
                                     dict(t.gauges),
+                                    dict(t.raw),
                                 )
                             )
                             if t.bucket.get("failures"):

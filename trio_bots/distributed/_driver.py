@@ -44,6 +44,7 @@ from ..metrics import (
     stats_from_snapshot,
     timeline_from_snapshot,
 )
+from ..metrics._recorder import merge_raw
 
 #: Seconds without a snapshot after which a shard counts as lost (it ticks every second).
 HEARTBEAT = 5.0
@@ -112,6 +113,8 @@ class _ShardState:
         self.pid: int = channel.pid
         self.ready = False
         self.buckets: dict[int, Mapping[str, Any]] = {}
+        #: the open model's raw histograms of the seconds not merged yet, by name
+        self.raw: dict[int, list[Mapping[str, str]]] = {}
         self.failures: list[dict[str, Any]] = []
         self.counters: dict[str, Any] = {}
         #: the shard's custom counters and gauges (``bot.count``, ``bot.gauge``) so far
@@ -121,6 +124,44 @@ class _ShardState:
         self.error: str | None = None
         self.lost: str | None = None
         self.finished = anyio.Event()
+        #: the requests and failures of the seconds it sent, kept as they come
+        self.requests = 0
+        self.failure_count = 0
+
+    def add_second(self, second: int, bucket: Mapping[str, Any]) -> None:
+        """Keep one second's bucket (a final tick may send a second again, whole)."""
+        old = self.buckets.get(second)
+        if old is not None:
+            self.requests -= old["count"] + old["failures"]
+            self.failure_count -= old["failures"]
+        self.buckets[second] = bucket
+        self.requests += bucket["count"] + bucket["failures"]
+        self.failure_count += bucket["failures"]
+
+    def row(self) -> dict[str, Any]:
+        """What the live views show of it (see `trio_bots.SwarmStatistics.shards`)."""
+        if self.lost is not None:
+            state = "lost"
+        elif self.error is not None:
+            state = "error"
+        elif self.summary is not None or self.finished.is_set():
+            state = "done"
+        else:
+            state = "running" if self.ready else "starting"
+        running = 0 if state in ("lost", "done", "error") else self.count("bots_running")
+        return {
+            "index": self.index,
+            "pid": self.pid,
+            "first_bot": self.first_bot if self.local_size else None,
+            "last_bot": self.first_bot + self.local_size - 1 if self.local_size else None,
+            "state": state,
+            "bots_running": running,
+            "bots_started": self.count("bots_started"),
+            "requests": self.requests,
+            "failure_count": self.failure_count,
+            "cpu_seconds": round(float(self.counters.get("cpu_seconds", 0.0)), 3),
+            "lost": self.lost,
+        }
 
     def snapshot(self) -> dict[str, Any]:
         """Its final snapshot, or one rebuilt from the delta buckets it sent."""
@@ -236,7 +277,24 @@ class ShardedSwarm:
             metrics=self.snapshot() if metrics else {},
             arrivals=total("arrivals"),
             thresholds=() if self._monitor is None else self._monitor.states(),
+            shards=tuple(s.row() for s in shards),
         )
+
+    def group_sizes(self) -> dict[Hashable, int]:
+        """Each group's live members over every shard, as of each shard's last second
+        (see `trio_bots.Swarm.group_sizes`); a lost shard's bots are not counted.
+
+        Example:
+            >>> ShardedSwarm(4, {"host": None}).group_sizes()
+            {}
+        """
+        sizes: dict[Hashable, int] = {}
+        for state in self.shards:
+            if state.lost is not None or state.summary is not None:
+                continue
+            for group, members in state.counters.get("groups", {}).items():
+                sizes[group] = sizes.get(group, 0) + members
+        return sizes
 
     def snapshot(self) -> dict[str, Any]:
         """Every shard's metrics, merged."""
@@ -344,8 +402,10 @@ class ShardedSwarm:
     def _handle(self, state: _ShardState, message: Any) -> None:
         kind = message[0]
         if kind == "tick":
-            _, second, bucket, _final, counters, custom_counters, custom_gauges = message
-            state.buckets[second] = bucket
+            _, second, bucket, _final, counters, custom_counters, custom_gauges, raw = message
+            state.add_second(second, bucket)
+            if raw:
+                state.raw.setdefault(second, []).append(raw)  # a second sent again: its rest
             state.counters = counters
             state.custom_counters, state.custom_gauges = custom_counters, custom_gauges
             self._emit()
@@ -444,6 +504,9 @@ class ShardedSwarm:
                         if second in s.buckets
                     ]
                 )
+                raw, raw_percentiles = merge_raw(
+                    [part for s in shards for part in s.raw.get(second, ())]
+                )
                 tick = Tick(
                     second,
                     bucket["timeline"][0],
@@ -452,9 +515,13 @@ class ShardedSwarm:
                     active_seconds=max(0.0, time.time() - self.start_wall),
                     counters=bucket["counters"],
                     gauges=bucket["gauges"],
+                    raw=raw,
+                    raw_percentiles=raw_percentiles,
                 )
                 for hook in list(self._hooks):
                     hook(tick)
+            for s in shards:
+                s.raw.pop(second, None)
             self._emitted = second
 
     # -- the shards' lives

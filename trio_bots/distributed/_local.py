@@ -129,6 +129,7 @@ def shard_config(
         "size": run.size,
         "align": options["shard_align"],
         "start_wall": run.start_wall,
+        "raw_intervals": options.get("rate") is not None,  # the open model's raw figures
         "worker": specs[0],
         "factory": specs[1],
         "options": shard_options,

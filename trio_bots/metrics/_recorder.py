@@ -699,6 +699,44 @@ def _merge_name(x: Mapping[str, Any], y: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+
+def merge_raw(
+    raws: Sequence[Mapping[str, str]],
+) -> tuple[dict[str, str], dict[str, dict[str, float]]]:
+    """One second's raw (uncorrected) histograms of several recorders, merged by name:
+    each name's merged histogram, encoded, and its `ENTRY_PERCENTILES` in seconds
+    (what `Recorder.tick` leaves in ``last_raw`` and ``last_raw_percentiles``).
+
+    The counts add up exactly; the percentiles are read at the histograms'
+    resolution (three significant figures), with no exact min and max to clamp to.
+
+    Example:
+        >>> a, b = Recorder(0.0), Recorder(0.0)
+        >>> a.keep_raw_intervals = b.keep_raw_intervals = True
+        >>> a.record_corrected("get", 9000, 1000); b.record_corrected("get", 9000, 3000)
+        >>> _ = a.tick(0, bots_running=1), b.tick(0, bots_running=1)
+        >>> raw, percentiles = merge_raw([a.last_raw, b.last_raw])
+        >>> sorted(raw), percentiles["get"]["p50"], percentiles["get"]["p99"]
+        (['get'], 0.001, 0.003001)
+    """
+    names: dict[str, list[str]] = {}
+    for raw in raws:
+        for name, encoded in raw.items():
+            names.setdefault(name, []).append(encoded)
+    merged: dict[str, str] = {}
+    percentiles: dict[str, dict[str, float]] = {}
+    for name, parts in sorted(names.items()):
+        hist = new_hist()
+        for encoded in parts:
+            part = decode_hist(encoded)
+            hist.add(part)
+            release_hist(part)
+        if hist.get_total_count():
+            merged[name] = encode_hist(hist)
+            percentiles[name] = Dist(hist).percentiles(*ENTRY_PERCENTILES)
+        release_hist(hist)
+    return merged, percentiles
+
 def merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
     """Merge two metrics snapshots, as if one recorder had seen both.
 

@@ -4,8 +4,11 @@
 
 - ``GET /``: the page (plain HTML and JS shipped in the package, plotly.js from the
   ``plotly`` package), which polls ``/api/stats`` every 500 ms;
-- ``GET /api/stats``: the `trio_bots.SwarmStatistics` fields (without ``metrics``)
-  and ``last_tick``, the last second's figures by name; never the raw snapshot;
+- ``GET /api/stats``: the `trio_bots.SwarmStatistics` fields (without ``metrics``;
+  ``thresholds`` as `threshold_rows` writes them, ``shards`` one row per shard in a
+  run over several processes), ``groups`` (`group_rows`, the first
+  `GROUPS_LISTED`), ``group_count`` and ``last_tick``, the last second's figures
+  by name; never the raw snapshot;
 - ``POST /api/stop`` (``{"grace": 0}`` stops now), ``POST /api/target {"bots": n}``,
   ``POST /api/rate {"rate": r}``;
 - ``GET /metrics``: the Prometheus text of the run.
@@ -29,15 +32,19 @@ import hmac
 import json
 import math
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from importlib import resources
 from typing import Any
 
 from .._core.runtime import Tick
 from .._errors import ConfigError
+from ..metrics import ThresholdState, format_value
 from ._prometheus import WEB_MISSING, MetricsExporter
 
 COOKIE = "trio_bots_token"
+#: The groups that ``/api/stats`` lists (the first, by name); ``group_count`` says how
+#: many there are: the answer stays small, since the run's own loop writes it.
+GROUPS_LISTED = 100
 
 
 def new_token() -> str:
@@ -56,7 +63,56 @@ def _plain(value: Any) -> Any:
         return None
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
     return value
+
+
+def threshold_rows(states: Iterable[ThresholdState]) -> list[dict[str, Any]]:
+    """The ``thresholds`` of ``/api/stats``: one row per threshold, as of the last second.
+
+    ``value`` is what it measured (None while there is nothing to measure), in
+    its base ``unit`` (``"s"``, ``"ratio"``, ``"1/s"``, ``"count"`` or ``"value"``);
+    ``shown`` is that value as every report writes it (`trio_bots.metrics.format_value`);
+    ``status`` is ``"pending"``, ``"passed"`` or ``"failed"``, and ``ok`` is False
+    only when it failed.
+
+    Example:
+        >>> from trio_bots.metrics import ThresholdResult
+        >>> failed = ThresholdResult("p99(nap) < 1ms", False, 0.0123, 0.001)
+        >>> threshold_rows([ThresholdState("p99(nap) < 1ms", "failed", failed)])
+        ... # doctest: +NORMALIZE_WHITESPACE
+        [{'expression': 'p99(nap) < 1ms', 'status': 'failed', 'ok': False, 'value': 0.0123,
+          'unit': 's', 'shown': '12.3 ms', 'required': 0.001, 'reason': ''}]
+    """
+    rows = []
+    for state in states:
+        result = state.result
+        rows.append(
+            {
+                "expression": state.expression,
+                "status": state.status,
+                "ok": state.status != "failed",
+                "value": result.measured,
+                "unit": result.unit,
+                "shown": format_value(result.measured, result.unit),
+                "required": result.required,
+                "reason": result.reason,
+            }
+        )
+    return rows
+
+
+def group_rows(sizes: Mapping[Hashable, int]) -> list[dict[str, Any]]:
+    """The ``groups`` of ``/api/stats``: each group's name (as text) and its live
+    members (``bots``), by name.
+
+    Example:
+        >>> group_rows({"table-1": 2, "table-0": 3})
+        [{'group': 'table-0', 'bots': 3}, {'group': 'table-1', 'bots': 2}]
+    """
+    named = sorted((str(group), int(bots)) for group, bots in sizes.items())
+    return [{"group": group, "bots": bots} for group, bots in named]
 
 
 class Dashboard:
@@ -104,7 +160,17 @@ class Dashboard:
             for f in dataclasses.fields(statistics)
             if f.name != "metrics"
         }
-        answer: dict[str, Any] = _plain({"running": True, **fields, "last_tick": self._last})
+        fields["thresholds"] = threshold_rows(statistics.thresholds)
+        groups = group_rows(self._swarm.group_sizes())  # counted now, when asked
+        answer: dict[str, Any] = _plain(
+            {
+                "running": True,
+                **fields,
+                "groups": groups[:GROUPS_LISTED],
+                "group_count": len(groups),
+                "last_tick": self._last,
+            }
+        )
         return answer
 
     # -- access
