@@ -218,6 +218,9 @@ def run_child(cmd: list[str], timeout: float) -> Result:
     return result
 
 
+Sides = dict[str, Callable[[], Result]]
+
+
 @dataclass
 class Context:
     """What every workload's sides share: sizes, pinning, the Locust command."""
@@ -237,6 +240,13 @@ class Context:
         cmd = [*self.pinning.client, sys.executable, str(Path(__file__).resolve())]
         return run_child([*cmd, "--worker", name, "--spec", json.dumps(spec)], timeout)
 
+    def add_locust(self, sides: Sides, name: str, user: str, port: int) -> None:
+        """Add side `name`: Locust's `user` class against 127.0.0.1:`port` (when it is here)."""
+        if self.locust is not None:
+            spec = {"user": user, "port": port, "users": self.sizes["bots"]}
+            spec.update(seconds=self.seconds, command=self.locust)
+            sides[name] = functools.partial(self.worker, "locust", **spec)
+
     @contextlib.contextmanager
     def echo(self) -> Iterator[int]:
         ensure_echo()
@@ -245,8 +255,6 @@ class Context:
 
 
 # -- the workloads --------------------------------------------------------------------------
-
-Sides = dict[str, Callable[[], Result]]
 
 
 @dataclass(frozen=True)
@@ -278,16 +286,7 @@ def pingpong(ctx: Context) -> Iterator[Sides]:
             side: functools.partial(ctx.worker, "pingpong", side=side, **shape)
             for side in ("raw-trio", "bots-measure", "bots-plain", "bots-iterations")
         }
-        if ctx.locust is not None:
-            sides["locust-user"] = functools.partial(
-                ctx.worker,
-                "locust",
-                user="PingPong",
-                port=port,
-                users=bots,
-                seconds=ctx.seconds,
-                command=ctx.locust,
-            )
+        ctx.add_locust(sides, "locust-user", "PingPong", port)
         yield sides
 
 
@@ -310,16 +309,7 @@ def http(ctx: Context) -> Iterator[Sides]:
         sides: Sides = {"trio_bots": functools.partial(ctx.worker, "http", **shape)}
         if os.access(WRK, os.X_OK):
             sides["wrk-t1"] = functools.partial(ctx.worker, "wrk", **shape)
-        if ctx.locust is not None:
-            sides["locust-fasthttp"] = functools.partial(
-                ctx.worker,
-                "locust",
-                user="Get",
-                port=port,
-                users=bots,
-                seconds=ctx.seconds,
-                command=ctx.locust,
-            )
+        ctx.add_locust(sides, "locust-fasthttp", "Get", port)
         yield sides
 
 
