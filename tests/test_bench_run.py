@@ -100,3 +100,20 @@ def test_smoke_of_one_workload_writes_its_table_and_json(tmp_path: Path) -> None
     (row,) = report["rows"]
     assert row["workload"] == "fanout" and row["verdict"] in ("OK", "MISSED")
     assert row["value"] > 0 and row["anchor_value"] > 0
+
+
+def test_a_failing_side_is_dropped_and_the_others_go_on() -> None:
+    calls: list[str] = []
+
+    def ok() -> dict[str, float]:
+        calls.append("ok")
+        return {"rate": 1.0}
+
+    def boom() -> dict[str, float]:
+        calls.append("boom")
+        raise RuntimeError("the child exited with 1")
+
+    results, errors = run.alternate("w", {"ok": ok, "boom": boom}, 3)
+    assert calls == ["ok", "boom", "ok", "ok"]  # boom runs once, then is left out
+    assert results == {"ok": [{"rate": 1.0}] * 3, "boom": []}
+    assert errors == {"boom": "RuntimeError: the child exited with 1"}
