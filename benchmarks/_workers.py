@@ -170,7 +170,8 @@ def wrk(port: int, connections: int, seconds: float) -> Result:
     import bench_http
 
     result = bench_http.side_wrk(1, _http_args(connections, seconds), port)
-    return {"rate": result["rps"], "count": result["requests"], "cpu_s": result["cpu"]}
+    figures = {"rate": result["rps"], "count": result["requests"], "cpu_s": result["cpu"]}
+    return {**figures, "errors": result["errors"]}
 
 
 # -- 2. keep-alive HTTP GET against nginx ------------------------------------------------
@@ -181,7 +182,14 @@ def http(port: int, connections: int, seconds: float) -> Result:
     import bench_http
 
     url = f"http://127.0.0.1:{port}"
-    return _timed(lambda: int(bench_http.run_trio_bots(url, "/", connections, seconds)["requests"]))
+    errors: Result = {}
+
+    def run() -> int:
+        result = bench_http.run_trio_bots(url, "/", connections, seconds)
+        errors["errors"] = result["errors"]
+        return int(result["requests"])
+
+    return {**_timed(run), **errors}
 
 
 # -- 3. group fan-out ---------------------------------------------------------------------
