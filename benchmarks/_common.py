@@ -173,14 +173,15 @@ def _ensure_echo_binary() -> None:
 
 
 @contextmanager
-def echo_server() -> Iterator[int]:
+def echo_server(*, prefix: Sequence[str] = ()) -> Iterator[int]:
     """Start the C echo server on a free 127.0.0.1 port; yield the port; kill it at the end.
 
-    Builds the binary with build_echo.sh when it is missing.
+    Builds the binary with build_echo.sh when it is missing. `prefix` goes before
+    the command, e.g. ``["taskset", "-c", "1"]`` to pin the server to core 1.
     """
     _ensure_echo_binary()
     port = _free_port()
-    proc = subprocess.Popen([str(ECHO_BINARY), str(port)])
+    proc = subprocess.Popen([*prefix, str(ECHO_BINARY), str(port)])
     try:
         deadline = time.monotonic() + 5.0
         while True:
