@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 
 import trio_bots
@@ -392,6 +393,33 @@ def test_coordinated_omission_correction_shows_the_stall(
     assert raw < 0.1, f"raw p99 {raw:.3f}s should hide the stall"
     assert stats.raw.max >= 0.9  # the one stalled request itself
     assert result.dropped_arrivals == 0  # the stalled second's arrivals queued, none was lost
+
+
+def test_dispatch_lateness_p99_shows_a_loop_that_blocked() -> None:
+    # 200 arrivals/s; one iteration blocks the whole loop for 60 ms: the ~12 arrivals
+    # due meanwhile go out late by up to 60 ms, which is more than 1% of the arrivals.
+    async def worker(bot: trio_bots.Bot) -> None:
+        async for it in bot.iterations():
+            if it.index == 0 and bot.id == 0:
+                time.sleep(0.06)  # noqa: ASYNC251 (the point: a loop that blocks)
+            await trio.lowlevel.checkpoint()
+
+    async def main() -> Any:
+        async with trio_bots.open_swarm(worker, 4, rate=200, duration=1.0) as swarm:
+            await trio.sleep(0.9)
+            return swarm.statistics(metrics=False)
+
+    during = trio.run(main)
+    assert during.arrivals > 100
+    assert 0.02 < during.arrival_lateness_p99 <= during.arrival_lateness_max < 0.2
+    assert during.arrival_lateness_mean < during.arrival_lateness_p99
+
+    async def closed() -> Any:
+        async with trio_bots.open_swarm(worker, 2, duration=0.1) as swarm:
+            await trio.sleep(0.05)
+            return swarm.statistics(metrics=False)
+
+    assert trio.run(closed).arrival_lateness_p99 == 0.0  # no arrivals in the closed model
 
 
 def test_a_body_that_never_awaits_still_lets_other_bots_run() -> None:

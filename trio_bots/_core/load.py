@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .._errors import ConfigError
+from ..metrics._hdr import SecondsHistogram
 from .options import preflight_fds
 from .runtime import BotState, Runtime, SwarmControl
 
@@ -481,6 +482,7 @@ class OpenModel(Driver):
         self.arrivals = 0
         self.lateness_sum = 0.0
         self.lateness_max = 0.0
+        self.lateness = SecondsHistogram()  # for its p99
 
     # bots
 
@@ -517,6 +519,7 @@ class OpenModel(Driver):
         late = self.runtime.clock() - intended
         self.arrivals += 1
         self.lateness_sum += late
+        self.lateness.record(late)
         if late > self.lateness_max:
             self.lateness_max = late
         if self.idle:

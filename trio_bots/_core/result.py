@@ -49,18 +49,17 @@ class BotFailure:
 class SwarmStatistics:
     """A frozen snapshot of a running swarm, from `Swarm.statistics`.
 
-    Times are seconds on the swarm clock; `metrics` is a plain-data metrics
-    snapshot (see `trio_bots.metrics`). In the open model, `arrivals` counts the
-    arrivals dispatched so far, and `arrival_lateness_mean` / `_max` say how late
-    (in seconds) the scheduler dispatched them: a measure of the load tool's own
-    health. `thresholds` holds each threshold's live `ThresholdState` (pending,
-    passed or failed) as of the last second. In a run over several processes or
-    Ray actors, `shards` holds one dict per shard as of its last second
-    (``index``, ``pid``, ``first_bot``, ``last_bot``, ``state``: ``"starting"``,
-    ``"running"``, ``"done"``, ``"lost"`` or ``"error"``, ``bots_running``,
-    ``bots_started``, ``requests``, ``failure_count``, ``cpu_seconds`` and
-    ``lost``: None or why it was lost); it is empty otherwise. Reading it
-    changes nothing.
+    Times are seconds on the swarm clock; `metrics` is a plain-data metrics snapshot (see
+    `trio_bots.metrics`). In the open model, `arrivals` counts the arrivals dispatched so
+    far, and `arrival_lateness_mean` / `_max` / `_p99` say how late (in seconds) the
+    scheduler dispatched them: a measure of the load tool's own health (in one process; 0 in
+    a run over several). `thresholds` holds each threshold's live `ThresholdState` (pending,
+    passed or failed) as of the last second. In a run over several processes or Ray actors,
+    `shards` holds one dict per shard as of its last second (``index``, ``pid``,
+    ``first_bot``, ``last_bot``, ``state``: ``"starting"``, ``"running"``, ``"done"``,
+    ``"lost"`` or ``"error"``, ``bots_running``, ``bots_started``, ``requests``,
+    ``failure_count``, ``cpu_seconds`` and ``lost``: None or why it was lost); it is empty
+    otherwise. Reading it changes nothing.
 
     Example:
         >>> import trio, trio_bots
@@ -88,6 +87,7 @@ class SwarmStatistics:
     arrivals: int = 0
     arrival_lateness_mean: float = 0.0
     arrival_lateness_max: float = 0.0
+    arrival_lateness_p99: float = 0.0
     thresholds: tuple[ThresholdState, ...] = ()
     shards: tuple[Mapping[str, Any], ...] = ()
 

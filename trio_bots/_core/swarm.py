@@ -175,6 +175,9 @@ class Swarm:
             arrivals=arrivals,
             arrival_lateness_mean=getattr(load, "lateness_sum", 0.0) / max(arrivals, 1),
             arrival_lateness_max=getattr(load, "lateness_max", 0.0),
+            arrival_lateness_p99=(
+                load.lateness.percentile(99) if isinstance(load, OpenModel) and arrivals else 0.0
+            ),
             thresholds=() if self._monitor is None else self._monitor.states(),
         )
 

@@ -193,6 +193,42 @@ class Dist:
         return {format_percentile_label(q): to_seconds(self.percentile_us(q)) for q in qs}
 
 
+class SecondsHistogram:
+    """Durations in seconds, kept as µs in an HDR histogram of the snapshots' layout.
+
+    For the engine's own health figures (the open model's dispatch lateness):
+    one `fast_record` call per sample, fixed memory however long the run.
+
+    Example:
+        >>> h = SecondsHistogram()
+        >>> for ms in range(1, 101):
+        ...     h.record(ms / 1000)
+        >>> h.count, round(h.percentile(99), 3), round(h.percentile(100), 3)  # 3 digits
+        (100, 0.099, 0.1)
+        >>> import math; math.isnan(SecondsHistogram().percentile(99))
+        True
+    """
+
+    __slots__ = ("_hist", "_record")
+
+    def __init__(self) -> None:
+        self._hist = new_hist()
+        self._record = fast_record(self._hist)
+
+    def record(self, seconds: float) -> None:
+        """Add one sample (clamped into 1 µs .. 1 hour)."""
+        self._record(clamp_us(seconds * 1e6))
+
+    @property
+    def count(self) -> int:
+        """How many samples were recorded."""
+        return int(self._hist.total_count)
+
+    def percentile(self, q: float) -> float:
+        """The `q`-th percentile in seconds (0 < q <= 100); NaN with no samples."""
+        return to_seconds(Dist(self._hist).percentile_us(q))
+
+
 def to_seconds(us: float) -> float:
     """µs to seconds (NaN stays NaN)."""
     return us / 1e6
