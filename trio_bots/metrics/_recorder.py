@@ -33,6 +33,7 @@ from __future__ import annotations
 import itertools
 import math
 import sys
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -129,17 +130,19 @@ class _Series:
         if self.recorded:
             record = fast_record(interval)
             raw = None if self.raw_interval is None else fast_record(self.raw_interval)
-            for us in self.recorded:
-                if not record(us or 1):
-                    self.record_clamped(us)  # into both
+            # Counted in C first: a second's samples take few distinct µs values, so the
+            # Python work is per value, not per sample (~50 ns a sample instead of ~330).
+            for us, n in Counter(self.recorded).items():
+                if not record(us or 1, n):
+                    self.record_clamped(us, n)  # into both
                 elif raw is not None:
-                    raw(us or 1)
+                    raw(us or 1, n)
             self.recorded.clear()
 
-    def record_clamped(self, us: int) -> None:
-        self.interval.record_value(clamp_us(us))
+    def record_clamped(self, us: int, n: int = 1) -> None:
+        self.interval.record_value(clamp_us(us), n)
         if self.raw_interval is not None:
-            self.raw_interval.record_value(clamp_us(us))
+            self.raw_interval.record_value(clamp_us(us), n)
 
     def has_unfolded(self) -> bool:
         return bool(self.recorded or self.pending or self.interval.get_total_count())
@@ -190,9 +193,9 @@ class _Series:
         for us, n in self.pending.items():
             if not record(us or 1, n):
                 record(clamp_us(us), n)
-        for us in self.recorded:
-            if not record(us or 1):
-                scratch.record_value(clamp_us(us))
+        for us, n in Counter(self.recorded).items():
+            if not record(us or 1, n):
+                scratch.record_value(clamp_us(us), n)
         return encode_hist(scratch)
 
     def fold(self) -> None:
