@@ -95,7 +95,6 @@ class _Series:
         "kind",
         "max_us",
         "min_us",
-        "pending",
         "raw_cum",
         "raw_interval",
         "recorded",
@@ -115,18 +114,11 @@ class _Series:
         self.bytes_received = 0
         self.min_us = sys.maxsize  # exact bounds of what is folded into cum
         self.max_us = 0
-        self.pending: dict[int, int] = {}  # fan-out {µs: count}, flushed at tick()
-        self.recorded: list[int] = []  # request latencies in µs, flushed at tick()
+        self.recorded: list[int] = []  # latencies in µs (requests, fan-out), flushed at tick()
 
     def flush(self) -> None:
         """Record the buffered latencies into the interval histogram(s)."""
         interval = self.interval
-        if self.pending:
-            record = fast_record(interval)
-            for us, n in self.pending.items():
-                if not record(us or 1, n):
-                    record(clamp_us(us), n)
-            self.pending.clear()
         if self.recorded:
             record = fast_record(interval)
             raw = None if self.raw_interval is None else fast_record(self.raw_interval)
@@ -145,7 +137,7 @@ class _Series:
             self.raw_interval.record_value(clamp_us(us), n)
 
     def has_unfolded(self) -> bool:
-        return bool(self.recorded or self.pending or self.interval.get_total_count())
+        return bool(self.recorded or self.interval.get_total_count())
 
     def summary(self, scratch: Any) -> dict[str, Any]:
         """This name's cumulative figures, including what is not folded yet; `scratch`
@@ -159,7 +151,7 @@ class _Series:
             if self.interval.get_total_count():
                 low = min(low, self.interval.min_value)
                 high = max(high, self.interval.max_value)
-            unfolded = [*self.recorded, *self.pending]
+            unfolded = self.recorded
             if unfolded:
                 low = min(low, max(1, min(unfolded)))
                 high = max(high, max(unfolded))
@@ -190,9 +182,6 @@ class _Series:
         scratch.add(cum)
         scratch.add(interval)
         record = fast_record(scratch)
-        for us, n in self.pending.items():
-            if not record(us or 1, n):
-                record(clamp_us(us), n)
         for us, n in Counter(self.recorded).items():
             if not record(us or 1, n):
                 scratch.record_value(clamp_us(us), n)
@@ -239,7 +228,6 @@ class Recorder:
         # name -> its list of latencies since the last tick: appending is the whole hot
         # path; tick() records them into the histogram while that is warm in the cache
         self._recorded: dict[str, list[int]] = {}
-        self._pending: dict[str, dict[int, int]] = {}
         self._failures: dict[tuple[str, str, str], list[Any]] = {}  # [count, first_bot, first_t]
         self._distinct_failures = 0  # groups in _failures that are not an "other" group
         self._new_failures: list[list[Any]] = []  # groups whose first_t the next tick sets
@@ -271,7 +259,6 @@ class Recorder:
         if series is None:
             series = self._series[name] = _Series(kind)
             self._recorded[name] = series.recorded
-            self._pending[name] = series.pending
         return series
 
     def record(self, name: str, latency_us: int) -> None:
@@ -326,10 +313,9 @@ class Recorder:
     def record_fanout(self, name: str, latency_us: int) -> None:
         """Record one message delivery latency; batched until the next tick."""
         try:
-            pending = self._pending[name]
+            self._recorded[name].append(latency_us)
         except KeyError:
-            pending = self._get(name, "fanout").pending
-        pending[latency_us] = pending.get(latency_us, 0) + 1
+            self._get(name, "fanout").recorded.append(latency_us)
 
     def add_bytes(self, name: str, sent: int, received: int) -> None:
         """Add bytes sent and received by requests under ``name``."""
