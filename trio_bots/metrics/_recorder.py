@@ -261,6 +261,18 @@ class Recorder:
         except KeyError:
             self._get(name).recorded.append(latency_us)
 
+    def samples(self, name: str, kind: str = "request") -> list[int]:
+        """The list that `record` appends ``name``'s latencies (µs) to until the next tick:
+        the same list for the whole run, for a hot path that appends to it itself.
+
+        Example:
+            >>> rec = Recorder(start_time=0.0)
+            >>> rec.samples("ping").append(120)
+            >>> rec.tick(0, bots_running=1)["count"]
+            1
+        """
+        return self._get(name, kind).recorded
+
     def record_corrected(self, name: str, latency_us: int, raw_us: int) -> None:
         """Record a coordinated-omission-corrected latency and its raw one.
 
