@@ -462,6 +462,53 @@ async def test_request_timeout_fails_a_slow_request(autojump_clock: trio.testing
     assert result.bot_failures == []
 
 
+@pytest.mark.trio
+async def test_a_plain_with_measures_as_async_with_does(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def worker(bot: Bot) -> None:
+        with bot.measure("ok") as m:
+            await trio.sleep(0.25)
+            m.add_bytes(10, 20)
+        with bot.measure("soft") as m:
+            m.fail("bad reply")
+        with pytest.raises(ValueError, match="boom"), bot.measure("hard"):
+            raise ValueError("boom")
+        with trio.move_on_after(1), bot.measure("cancelled"):
+            await trio.sleep(5)
+        with pytest.raises(RequestTimeout), bot.measure("slow"):
+            await trio.sleep(30)
+        with bot.tagged(region="eu"), bot.measure("tagged"):
+            await trio.sleep(0.01)
+
+    with trio.fail_after(60):
+        result = await trio_bots.swarm(worker, 2, request_timeout=10)
+    stats = result.stats
+    assert (stats["ok"].count, stats["ok"].failure_count) == (2, 0)
+    assert stats["ok"].mean == pytest.approx(0.25, rel=1e-3)
+    assert (stats["ok"].bytes_sent, stats["ok"].bytes_received) == (20, 40)
+    assert (stats["soft"].failure_count, stats["hard"].failure_count) == (2, 2)
+    assert (stats["cancelled"].count, stats["cancelled"].cancelled) == (0, 2)
+    assert (stats["slow"].count, stats["slow"].failure_count) == (0, 2)
+    assert sorted(stats.tagged("tagged")) == ["region=eu"]
+    assert result.bot_failures == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_plain_with_measures_on_asyncio(anyio_backend: str) -> None:
+    async def worker(bot: Bot) -> None:
+        with bot.measure("fast"):
+            await anyio.sleep(0.01)
+        with pytest.raises(RequestTimeout), bot.measure("slow"):
+            await anyio.sleep(30)
+
+    result = await run(worker, 2, request_timeout=0.05)
+    assert (result.stats["fast"].count, result.stats["fast"].failure_count) == (2, 0)
+    assert result.stats["fast"].min >= 0.009
+    assert (result.stats["slow"].count, result.stats["slow"].failure_count) == (0, 2)
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_request_timeout_on_asyncio(anyio_backend: str) -> None:

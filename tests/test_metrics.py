@@ -393,6 +393,26 @@ def test_fast_record_equals_hdrh_record_value(values: list[int]) -> None:
     assert (ours.min_value, ours.max_value) == (theirs.min_value, theirs.max_value)
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(min_value=-5, max_value=2 * 3_600_000_000), max_size=200))
+def test_record_counts_equals_hdrh_record_value(values: list[int]) -> None:
+    from collections import Counter
+
+    from trio_bots.metrics._hdr import HIGHEST_US, new_hist, record_counts
+
+    ours, theirs = new_hist(), new_hist()
+    ours.record_value(700)  # min and max already set
+    theirs.record_value(700)
+    out = record_counts(ours, Counter(values))
+    assert sorted(out) == sorted(Counter(v for v in values if not 1 <= v <= HIGHEST_US).items())
+    for value in values:
+        if 1 <= value <= HIGHEST_US:
+            theirs.record_value(value)
+    assert list(ours.counts) == list(theirs.counts)
+    assert ours.get_total_count() == theirs.get_total_count()
+    assert (ours.min_value, ours.max_value) == (theirs.min_value, theirs.max_value)
+
+
 def test_no_module_imports_another_modules_underscore_names() -> None:
     """A module may import a private module, never another module's underscore name."""
     package = Path(__file__).parent.parent / "trio_bots"

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -118,6 +119,35 @@ class Backend:
 
             return asyncio.get_running_loop().time
         return self.current_time
+
+
+    def bound_stopwatch(self) -> Callable[[], float]:
+        """A clock for durations only: its differences are those of `bound_clock`, but
+        it may have another origin, so never compare it with a deadline.
+
+        Under trio's own clock (``current_time()`` is an offset plus
+        `time.perf_counter`) and asyncio's (`time.monotonic`) it is that C function
+        itself: no Python call per read (about 50 ns less on each). Any other
+        clock, `trio.testing.MockClock` included, is read through `bound_clock`.
+
+        Example:
+            >>> import trio
+            >>> async def main():
+            ...     return current_backend().bound_stopwatch()
+            >>> trio.run(main) is time.perf_counter
+            True
+        """
+        if self.is_trio:
+            clock_type = type(trio.lowlevel.current_clock())
+            if clock_type.__name__ == "SystemClock" and clock_type.__module__.startswith("trio."):
+                return time.perf_counter
+        elif self.name == "asyncio":
+            import asyncio
+
+            loop_time = type(asyncio.get_running_loop()).time
+            if loop_time is asyncio.BaseEventLoop.time:
+                return time.monotonic
+        return self.bound_clock()
 
 
 def _trio_channel(size: int) -> tuple[Any, Any]:

@@ -538,6 +538,20 @@ class Bot:
         ``stats[name]`` aggregates every tag set, and ``stats.tagged(name)``
         gives each one (see ``docs/tags.md``).
 
+        It is a context manager of both kinds: ``async with bot.measure(name)``,
+        or a plain ``with bot.measure(name):`` around the same awaits, which
+        means the same (failure, cancellation, ``request_timeout``, the open
+        model's correction, tags, traces) and costs less: no coroutine to make
+        and run on the way in and out.
+
+        Example:
+            >>> import trio, trio_bots
+            >>> async def worker(bot):
+            ...     with bot.measure("nap"):  # a plain with: the cheaper form
+            ...         await trio.sleep(0)
+            >>> trio.run(trio_bots.swarm, worker, 2).stats["nap"].count
+            2
+
         Example:
             >>> import trio, trio_bots
             >>> async def worker(bot):
@@ -705,15 +719,35 @@ class Measure:
         extra.sent += sent
         extra.received += received
 
+    # The plain ``with`` form is the fast one: ``async with`` makes and runs a coroutine
+    # for each of __aenter__ and __aexit__; a sync context manager can wrap awaits too.
+    # The two pairs are written out, not one calling the other: a call is what they save.
+
+    def __enter__(self) -> Measure:
+        runtime = self._runtime
+        if runtime.request_timeout is not None:
+            self._open_scope()
+        self._start = runtime.stopwatch()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        runtime = self._runtime
+        elapsed = runtime.stopwatch() - self._start
+        if exc_type is None and self._extra is None and not self._state.lateness:
+            runtime.recorder.record(self._name, int(elapsed * 1_000_000))  # the common case
+            return
+        self._finish(exc_type, exc, tb, elapsed)
+
     async def __aenter__(self) -> Measure:
         runtime = self._runtime
-        timeout = runtime.request_timeout
-        if timeout is not None:
-            scope = self._extras().scope = runtime.backend.cancel_scope(
-                deadline=runtime.clock() + timeout
-            )
-            scope.__enter__()
-        self._start = runtime.clock()
+        if runtime.request_timeout is not None:
+            self._open_scope()
+        self._start = runtime.stopwatch()
         return self
 
     async def __aexit__(
@@ -723,11 +757,20 @@ class Measure:
         tb: TracebackType | None,
     ) -> None:
         runtime = self._runtime
-        elapsed = runtime.clock() - self._start
+        elapsed = runtime.stopwatch() - self._start
         if exc_type is None and self._extra is None and not self._state.lateness:
             runtime.recorder.record(self._name, int(elapsed * 1_000_000))  # the common case
             return
         self._finish(exc_type, exc, tb, elapsed)
+
+    def _open_scope(self) -> None:
+        runtime = self._runtime
+        timeout = runtime.request_timeout
+        assert timeout is not None
+        scope = self._extras().scope = runtime.backend.cancel_scope(
+            deadline=runtime.clock() + timeout
+        )
+        scope.__enter__()
 
     def _finish(
         self,

@@ -308,6 +308,8 @@ class Messaging:
         self._fanout_names: dict[Hashable | None, str] = {None: "direct"}
         if self.fanout == "total":
             self._fanout_names[None] = "fanout"
+        #: group -> the recorder's sample list of its fan-out name: one append per delivery.
+        self._fanout_samples: dict[Hashable | None, list[int]] = {}
         runtime.on_all_began(self._all_began)
         self.shard = runtime.shard
         #: The coordinator of the shards (global barriers, group reports), or None.
@@ -479,20 +481,28 @@ class Messaging:
 
     def _taken(self, msg: Message, now: float | None = None) -> None:
         """Record the fan-out latency of a message the receiver just took (now, by default)."""
-        fanout = self.fanout
-        if fanout == "off":
-            return
+        samples = self._fanout_samples.get(msg.group)
+        if samples is None:
+            samples = self._new_fanout_samples(msg.group)
+            if samples is None:
+                return  # fanout="off"
         if now is None:
             now = self.clock()
+        samples.append(int((now - msg.sent_at) * 1_000_000))
+
+    def _new_fanout_samples(self, group: Hashable | None) -> list[int] | None:
+        """The sample list of `group`'s fan-out name, now cached (None: not recorded)."""
+        fanout = self.fanout
+        if fanout == "off":
+            return None
         if fanout == "total":
             name = "fanout"
         else:
-            name_or_none = self._fanout_names.get(msg.group)
-            if name_or_none is None:
-                name = self._new_fanout_name(msg.group)
-            else:
-                name = name_or_none
-        self.recorder.record_fanout(name, int((now - msg.sent_at) * 1_000_000))
+            name_or_none = self._fanout_names.get(group)
+            name = self._new_fanout_name(group) if name_or_none is None else name_or_none
+        samples = self.recorder.samples(name, "fanout")
+        self._fanout_samples[group] = samples
+        return samples
 
     def _new_fanout_name(self, group: Hashable | None) -> str:
         if len(self._fanout_names) > MAX_FANOUT_GROUPS:
@@ -501,6 +511,7 @@ class Messaging:
                 f"recorded under the single name 'fanout' (fanout='total')"
             )
             self.fanout = "total"
+            self._fanout_samples.clear()  # every group records under "fanout" from now on
             return "fanout"
         name = self._fanout_names[group] = f"group:{group}"
         return name

@@ -83,6 +83,50 @@ def fast_record(hist: Any) -> Callable[..., bool]:
     return record
 
 
+def record_counts(hist: Any, counted: Mapping[int, int]) -> list[tuple[int, int]]:
+    """Record each ``{µs: count}`` of `counted` into *hist*, in one Python loop with the
+    index computed inline (no call per value); returns the ``(µs, count)`` pairs out of
+    the range 1 µs .. `HIGHEST_US`, which it leaves to the caller to clamp.
+
+    Example:
+        >>> h = new_hist()
+        >>> record_counts(h, {250: 3, 5000: 1, 0: 2})
+        [(0, 2)]
+        >>> h.get_total_count(), h.min_value, h.max_value
+        (4, 250, 5000)
+    """
+    if (hist.unit_magnitude, hist.sub_bucket_half_count_magnitude) != (0, 10) or not counted:
+        out = [(us, n) for us, n in counted.items() if not 1 <= us <= HIGHEST_US]
+        for us, n in counted.items():
+            if 1 <= us <= HIGHEST_US:
+                hist.record_value(us, n)
+        return out
+    counts = hist.counts
+    out = []
+    total = 0
+    for us, n in counted.items():
+        if 0 < us < 2048:  # below 2048 µs the index is the value itself
+            counts[us] += n
+        elif 2048 <= us <= HIGHEST_US:
+            shift = us.bit_length() - 11
+            counts[((shift + 1) << 10) + (us >> shift) - 1024] += n
+        else:
+            out.append((us, n))
+            continue
+        total += n
+    if total:
+        low, high = min(counted), max(counted)
+        if out:
+            in_range = [us for us in counted if 1 <= us <= HIGHEST_US]
+            low, high = min(in_range), max(in_range)
+        hist.total_count += total
+        if low < hist.min_value:
+            hist.min_value = low
+        if high > hist.max_value:
+            hist.max_value = high
+    return out
+
+
 def encode_hist(hist: Any) -> str:
     """*hist* encoded as the snapshots carry it (ASCII)."""
     return str(hist.encode().decode("ascii"))

@@ -33,6 +33,7 @@ from __future__ import annotations
 import itertools
 import math
 import sys
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -46,11 +47,11 @@ from ._hdr import (
     clear_hist,
     decode_hist,
     encode_hist,
-    fast_record,
     metrics_part,
     nan_max,
     nan_min,
     new_hist,
+    record_counts,
     release_hist,
     sorted_failures,
     sum_dist,
@@ -94,7 +95,6 @@ class _Series:
         "kind",
         "max_us",
         "min_us",
-        "pending",
         "raw_cum",
         "raw_interval",
         "recorded",
@@ -114,35 +114,25 @@ class _Series:
         self.bytes_received = 0
         self.min_us = sys.maxsize  # exact bounds of what is folded into cum
         self.max_us = 0
-        self.pending: dict[int, int] = {}  # fan-out {µs: count}, flushed at tick()
-        self.recorded: list[int] = []  # request latencies in µs, flushed at tick()
+        self.recorded: list[int] = []  # latencies in µs (requests, fan-out), flushed at tick()
 
     def flush(self) -> None:
         """Record the buffered latencies into the interval histogram(s)."""
         interval = self.interval
-        if self.pending:
-            record = fast_record(interval)
-            for us, n in self.pending.items():
-                if not record(us or 1, n):
-                    record(clamp_us(us), n)
-            self.pending.clear()
         if self.recorded:
-            record = fast_record(interval)
-            raw = None if self.raw_interval is None else fast_record(self.raw_interval)
-            for us in self.recorded:
-                if not record(us or 1):
-                    self.record_clamped(us)  # into both
-                elif raw is not None:
-                    raw(us or 1)
+            # Counted in C first, so the Python work is per distinct µs value, not per
+            # sample; record_counts then computes each index inline, without a call.
+            counted = Counter(self.recorded)
             self.recorded.clear()
-
-    def record_clamped(self, us: int) -> None:
-        self.interval.record_value(clamp_us(us))
-        if self.raw_interval is not None:
-            self.raw_interval.record_value(clamp_us(us))
+            for us, n in record_counts(interval, counted):
+                interval.record_value(clamp_us(us), n)
+            raw_interval = self.raw_interval
+            if raw_interval is not None:
+                for us, n in record_counts(raw_interval, counted):
+                    raw_interval.record_value(clamp_us(us), n)
 
     def has_unfolded(self) -> bool:
-        return bool(self.recorded or self.pending or self.interval.get_total_count())
+        return bool(self.recorded or self.interval.get_total_count())
 
     def summary(self, scratch: Any) -> dict[str, Any]:
         """This name's cumulative figures, including what is not folded yet; `scratch`
@@ -156,7 +146,7 @@ class _Series:
             if self.interval.get_total_count():
                 low = min(low, self.interval.min_value)
                 high = max(high, self.interval.max_value)
-            unfolded = [*self.recorded, *self.pending]
+            unfolded = self.recorded
             if unfolded:
                 low = min(low, max(1, min(unfolded)))
                 high = max(high, max(unfolded))
@@ -186,13 +176,8 @@ class _Series:
         clear_hist(scratch)
         scratch.add(cum)
         scratch.add(interval)
-        record = fast_record(scratch)
-        for us, n in self.pending.items():
-            if not record(us or 1, n):
-                record(clamp_us(us), n)
-        for us in self.recorded:
-            if not record(us or 1):
-                scratch.record_value(clamp_us(us))
+        for us, n in record_counts(scratch, Counter(self.recorded)):
+            scratch.record_value(clamp_us(us), n)
         return encode_hist(scratch)
 
     def fold(self) -> None:
@@ -236,7 +221,6 @@ class Recorder:
         # name -> its list of latencies since the last tick: appending is the whole hot
         # path; tick() records them into the histogram while that is warm in the cache
         self._recorded: dict[str, list[int]] = {}
-        self._pending: dict[str, dict[int, int]] = {}
         self._failures: dict[tuple[str, str, str], list[Any]] = {}  # [count, first_bot, first_t]
         self._distinct_failures = 0  # groups in _failures that are not an "other" group
         self._new_failures: list[list[Any]] = []  # groups whose first_t the next tick sets
@@ -268,7 +252,6 @@ class Recorder:
         if series is None:
             series = self._series[name] = _Series(kind)
             self._recorded[name] = series.recorded
-            self._pending[name] = series.pending
         return series
 
     def record(self, name: str, latency_us: int) -> None:
@@ -277,6 +260,18 @@ class Recorder:
             self._recorded[name].append(latency_us)
         except KeyError:
             self._get(name).recorded.append(latency_us)
+
+    def samples(self, name: str, kind: str = "request") -> list[int]:
+        """The list that `record` appends ``name``'s latencies (µs) to until the next tick:
+        the same list for the whole run, for a hot path that appends to it itself.
+
+        Example:
+            >>> rec = Recorder(start_time=0.0)
+            >>> rec.samples("ping").append(120)
+            >>> rec.tick(0, bots_running=1)["count"]
+            1
+        """
+        return self._get(name, kind).recorded
 
     def record_corrected(self, name: str, latency_us: int, raw_us: int) -> None:
         """Record a coordinated-omission-corrected latency and its raw one.
@@ -323,10 +318,9 @@ class Recorder:
     def record_fanout(self, name: str, latency_us: int) -> None:
         """Record one message delivery latency; batched until the next tick."""
         try:
-            pending = self._pending[name]
+            self._recorded[name].append(latency_us)
         except KeyError:
-            pending = self._get(name, "fanout").pending
-        pending[latency_us] = pending.get(latency_us, 0) + 1
+            self._get(name, "fanout").recorded.append(latency_us)
 
     def add_bytes(self, name: str, sent: int, received: int) -> None:
         """Add bytes sent and received by requests under ``name``."""
