@@ -104,6 +104,12 @@ async def _measure_loop(bot: trio_bots.Bot, stream: Any) -> None:
             await echo_round_trip(stream)
 
 
+async def _sync_measure_loop(bot: trio_bots.Bot, stream: Any) -> None:
+    while not bot.stopping.is_set():
+        with bot.measure("rtt"):  # the plain-with form: no coroutine in or out
+            await echo_round_trip(stream)
+
+
 async def _plain_loop(bot: trio_bots.Bot, stream: Any) -> int:
     count = 0
     while not bot.stopping.is_set():
@@ -123,6 +129,7 @@ async def _iterations_loop(bot: trio_bots.Bot, stream: Any) -> int:
 PINGPONG_SIDES: dict[str, Callable[..., Any]] = {
     "raw-trio": _pingpong_raw,
     "bots-measure": _bots_side(_measure_loop),
+    "bots-measure-with": _bots_side(_sync_measure_loop),
     "bots-plain": _bots_side(_plain_loop),
     "bots-iterations": _bots_side(_iterations_loop),
 }

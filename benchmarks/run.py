@@ -160,7 +160,9 @@ def pingpong(ctx: Context) -> Iterator[Sides]:
         shape = {"port": port, "bots": bots, "seconds": ctx.seconds}
         sides: Sides = {
             side: functools.partial(ctx.worker, "pingpong", side=side, **shape)
-            for side in ("raw-trio", "bots-measure", "bots-plain", "bots-iterations")
+            for side in (
+                "raw-trio", "bots-measure", "bots-measure-with", "bots-plain", "bots-iterations"
+            )
         }
         ctx.add_locust(sides, "locust-user", "PingPong", port)
         yield sides
@@ -245,6 +247,14 @@ RT, REQ, DLV = "rt/s", "req/s", "deliveries/s"
 COMPARISONS: dict[str, list[Comparison]] = {
     "pingpong": [
         Comparison("measure() on every round trip", "bots-measure", "raw-trio", "rate", RT, 0.95),
+        Comparison(
+            "plain `with bot.measure()`",
+            "bots-measure-with",
+            "raw-trio",
+            "rate",
+            RT,
+            kind="diagnostic",
+        ),
         Comparison(
             "engine alone (no measure)", "bots-plain", "raw-trio", "rate", RT, kind="diagnostic"
         ),
