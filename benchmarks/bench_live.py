@@ -13,20 +13,23 @@ Sides:
                  polled at /api/stats every 500 ms by a client process, as the page does.
 
 The clients are processes of their own (as a browser or Prometheus would be) on this
-machine, so their CPU competes with the swarm's: an upper bound of their cost.
+machine. With ``--pin`` the swarm runs on the first CPU, and the echo server and the
+pollers on the second (taskset), as benchmarks/run.py pins its sides; without it their
+CPU competes with the swarm's: an upper bound of their cost.
 
 Run:
-    .venv/bin/python benchmarks/bench_live.py [--bots 100 --count 1500 --runs 3]
+    .venv/bin/python benchmarks/bench_live.py [--bots 100 --count 1500 --runs 3] [--pin]
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 import trio
@@ -48,6 +51,7 @@ from _common import (
     rate_rows,
     write_json,
 )
+from _run_tools import Pinning
 
 import trio_bots
 from trio_bots.web import Dashboard, MetricsExporter, serve_dashboard, serve_metrics
@@ -79,8 +83,11 @@ class _Poller:
     """A client process (as a browser or Prometheus would be) that GETs `url` every
     `every` seconds until stopped; `requests` is how many it made."""
 
+    #: The command prefix of every poller: `main` sets it to pin them beside the target.
+    prefix: ClassVar[list[str]] = []
+
     def __init__(self, url: str, every: float) -> None:
-        self.args = [sys.executable, "-c", _POLL, url, str(every)]
+        self.args = [*self.prefix, sys.executable, "-c", _POLL, url, str(every)]
         self.requests = 0
         self.proc: subprocess.Popen[str] | None = None
 
@@ -160,9 +167,17 @@ def main() -> None:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--bots", type=int, default=100, help="connections")
     parser.add_argument("--count", type=int, default=1500, help="round trips per connection")
+    parser.add_argument(
+        "--pin", action="store_true", help="swarm on CPU 0; echo server and pollers on CPU 1"
+    )
     args = parser.parse_args()
     check_runs(args.runs)
-    with echo_server() as port:
+    pinning = Pinning.detect() if args.pin else Pinning(note="unpinned (no --pin)")
+    _Poller.prefix = pinning.target
+    if pinning.client:
+        os.sched_setaffinity(0, {int(pinning.client[-1])})
+    print(pinning.note)
+    with echo_server(prefix=pinning.target) as port:
         shape = (port, args.bots, args.count)
         sides: dict[str, Callable[[], Result]] = {
             face: (lambda face=face: run_side(*shape, face))  # type: ignore[misc]
