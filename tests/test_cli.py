@@ -303,6 +303,47 @@ def test_fanout_detail_shows_a_row_per_group(tmp_path: Path) -> None:
     assert "group:room-1" in (tmp_path / "run.html").read_text()
 
 
+LOOP_SCENARIO = """\
+import asyncio
+import trio_bots
+
+
+async def worker(bot):
+    if "uvloop" in type(asyncio.get_running_loop()).__module__:
+        bot.count("on uvloop")
+    async with bot.measure("nap"):
+        await asyncio.sleep(0.01)
+"""
+
+
+@pytest.mark.parametrize("processes", [[], ["--processes", "2"]], ids=["one process", "shards"])
+def test_uvloop_runs_every_bot_on_uvloop(tmp_path: Path, processes: list[str]) -> None:
+    (tmp_path / "loop.py").write_text(LOOP_SCENARIO)
+    args = ["run", "loop.py", "--bots", "4", "--backend", "asyncio", "--json", "run.json"]
+    proc = trio_bots_cmd(*args, "--uvloop", *processes, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "run.json").read_text())
+    assert report["metrics"]["counters"] == {"on uvloop": 4}  # the shards' bots too
+    plain = trio_bots_cmd(*args, *processes, cwd=tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    assert json.loads((tmp_path / "run.json").read_text())["metrics"]["counters"] == {}
+
+
+def test_uvloop_missing_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from trio_bots.cli import app
+
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop now fails
+    result = CliRunner().invoke(
+        app, ["run", str(SCENARIOS / "ok.py"), "--backend", "asyncio", "--uvloop"]
+    )
+    assert result.exit_code == 2
+    assert "--uvloop needs uvloop; install it with: pip install 'trio-bots[uvloop]'" in (
+        result.output
+    )
+
+
 # -- exit 1
 
 
@@ -376,6 +417,7 @@ def test_threshold_on_a_name_never_recorded_fails_and_keeps_the_reports(tmp_path
         (["run", "steps.py", "--think-time", "1s", "--pace", "2s"], "give either --think-time"),
         (["run", "steps.py", "--max-queue", "3"], "--max-queue belongs to the open model"),
         (["run", "steps.py", "--rate", "2s:5", "--stages", "1s:2"], "give either --stages"),
+        (["run", "ok.py", "--uvloop"], "--uvloop goes with --backend asyncio"),
         (["run"], "Usage"),
     ],
 )

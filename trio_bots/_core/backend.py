@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
@@ -172,3 +172,33 @@ def current_backend() -> Backend:
     if backend is None:
         backend = _BACKENDS[name] = Backend(name)
     return backend
+
+
+#: An anyio ``backend`` name and its ``backend_options``: what starts a loop.
+LoopSpec = tuple[str, Mapping[str, Any]]
+
+
+def running_loop_spec() -> LoopSpec:
+    """The anyio ``backend`` and ``backend_options`` that start a loop like the running one.
+
+    For a shard process, which runs its own loop: asyncio on uvloop gives
+    ``{"use_uvloop": True}``, so the shards run on uvloop too.
+
+    Example:
+        >>> import anyio
+        >>> async def spec():
+        ...     return running_loop_spec()
+        >>> anyio.run(spec, backend="asyncio")
+        ('asyncio', {})
+        >>> anyio.run(spec, backend="asyncio", backend_options={"use_uvloop": True})
+        ('asyncio', {'use_uvloop': True})
+        >>> anyio.run(spec, backend="trio")
+        ('trio', {})
+    """
+    name = sniffio.current_async_library()
+    if name != "asyncio":
+        return name, {}
+    import asyncio
+
+    on_uvloop = type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+    return name, {"use_uvloop": True} if on_uvloop else {}

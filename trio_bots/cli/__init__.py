@@ -57,6 +57,7 @@ from ._run import (
     check_simulation,
     check_tag_key,
     execute,
+    loop_options,
     plan_run,
     report,
 )
@@ -130,6 +131,14 @@ def run(
         bool, typer.Option(help="Check that --host HOST:PORT accepts a TCP connection first.")
     ] = True,
     backend: Annotated[BackendName, typer.Option(help="Event loop.")] = BackendName.trio,
+    uvloop: Annotated[
+        bool,
+        typer.Option(
+            "--uvloop",
+            help="With --backend asyncio: run it on uvloop, about twice as fast as asyncio's "
+            "own loop (pip install 'trio-bots[uvloop]').",
+        ),
+    ] = False,
     serve: Annotated[
         str | None,
         typer.Option(
@@ -227,6 +236,7 @@ def run(
             json_file, csv_prefix, html_file
         )
         plan.backend = backend.value
+        plan.loop_options = loop_options(backend.value, uvloop)
         plan.quiet = quiet
         plan.debug = debug
         plan.fanout_detail = fanout_detail

@@ -76,6 +76,8 @@ class Plan:
     csv_prefix: Path | None = None
     html_path: Path | None = None
     backend: str = "trio"
+    #: anyio's ``backend_options`` for the run's loop (``--uvloop``: ``use_uvloop``).
+    loop_options: dict[str, Any] = field(default_factory=dict)
     view: ViewMode = "live"
     quiet: bool = False
     debug: bool = False
@@ -208,6 +210,37 @@ def _check_worker(spec: str, worker: Any, options: Mapping[str, Any]) -> None:
             )
 
 
+def loop_options(backend: str, uvloop: bool) -> dict[str, Any]:
+    """The anyio ``backend_options`` of ``--uvloop``: ``{"use_uvloop": True}``, or none.
+
+    Raises:
+        CliExit: a usage error (exit 2): ``--uvloop`` on trio, or uvloop not installed.
+
+    Example:
+        >>> loop_options("asyncio", True), loop_options("asyncio", False)
+        ({'use_uvloop': True}, {})
+        >>> try:
+        ...     loop_options("trio", True)
+        ... except CliExit as usage:
+        ...     print(usage.code, usage)
+        2 error: --uvloop goes with --backend asyncio (trio has its own loop)
+    """
+    if not uvloop:
+        return {}
+    if backend != "asyncio":
+        raise CliExit(
+            EXIT_USAGE, f"error: --uvloop goes with --backend asyncio ({backend} has its own loop)"
+        )
+    try:
+        import uvloop as _  # noqa: F401  (anyio imports it itself; this checks it is there)
+    except ImportError:
+        raise CliExit(
+            EXIT_USAGE,
+            "error: --uvloop needs uvloop; install it with: pip install 'trio-bots[uvloop]'",
+        ) from None
+    return {"use_uvloop": True}
+
+
 def check_simulation(
     serve: str | None, virtual_time: bool, backend: str, host: str | None
 ) -> tuple[Any, str, int] | None:
@@ -311,7 +344,7 @@ def check_host(text: str) -> None:
 
 def execute(plan: Plan, console: Console) -> Outcome:
     """Run the swarm in its own event loop and return what it produced."""
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = dict(plan.loop_options)
     if plan.virtual_time:
         import trio.testing
 

@@ -234,7 +234,14 @@ def main() -> None:
     config = read_frame_blocking(sock)
     # imported before the event loop starts: the user's script may start one itself
     loaded = load_config(config)
-    anyio.run(_run, sock, config, loaded, backend=config["backend"])
+    anyio.run(
+        _run,
+        sock,
+        config,
+        loaded,
+        backend=config["backend"],
+        backend_options=config["backend_options"],
+    )
 
 
 def load_config(config: dict[str, Any]) -> Any:

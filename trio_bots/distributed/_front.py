@@ -18,9 +18,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import sniffio
-
 from .._core import swarm as engine
+from .._core.backend import running_loop_spec
 from .._core.options import validate_options
 from .._core.result import SwarmResult
 from ._local import open_processes
@@ -69,7 +68,7 @@ async def open_swarm(worker: Any, size: int, **options: Any) -> AsyncIterator[An
     validated = validate_options(size, options)
     if worker is not None and not isinstance(worker, dict):
         engine.check_worker(worker)
-    backend = sniffio.current_async_library()
+    backend = running_loop_spec()  # the shards run the same loop (uvloop included)
     transport = open_processes if validated["ray"] is None else open_ray
     async with transport(worker, size, validated, backend=backend) as running:
         yield running

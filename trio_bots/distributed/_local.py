@@ -27,6 +27,7 @@ from typing import Any
 import anyio
 from anyio.abc import SocketStream
 
+from .._core.backend import LoopSpec
 from .._core.shard import Shard
 from ._child import command
 from ._driver import DRIVER_ONLY, KILL_AFTER, ShardedSwarm, add_shard, drive
@@ -117,7 +118,7 @@ def shard_config(
     count: int,
     specs: tuple[Any, Any],
     *,
-    backend: str,
+    backend: LoopSpec,
 ) -> dict[str, Any]:
     """What shard `index` of `count` is told: its place, the worker's specs, its options."""
     options = run.options
@@ -133,7 +134,8 @@ def shard_config(
         "worker": specs[0],
         "factory": specs[1],
         "options": shard_options,
-        "backend": backend,
+        "backend": backend[0],  # with its anyio backend_options (use_uvloop)
+        "backend_options": dict(backend[1]),
         "sys_path": [p for p in sys.path if p],
     }
 
@@ -151,7 +153,7 @@ def shard_of(config: Mapping[str, Any]) -> Shard:
 
 @asynccontextmanager
 async def open_processes(
-    worker: Any, size: int, options: Mapping[str, Any], *, backend: str = "trio"
+    worker: Any, size: int, options: Mapping[str, Any], *, backend: LoopSpec = ("trio", {})
 ) -> AsyncIterator[ShardedSwarm]:
     """Run a swarm over ``options["processes"]`` child processes; see the module docstring.
 

@@ -40,6 +40,7 @@ import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 
+from .._core.backend import LoopSpec
 from .._errors import ConfigError
 from ._child import load_config, run_shard
 from ._driver import KILL_AFTER, ShardedSwarm, add_shard, drive
@@ -169,7 +170,13 @@ class ShardActor:
         """Run the shard to its end (in the ``run`` concurrency group)."""
         try:
             loaded = load_config(config)
-            anyio.run(self.bridge.serve, config, loaded, backend=config["backend"])
+            anyio.run(
+                self.bridge.serve,
+                config,
+                loaded,
+                backend=config["backend"],
+                backend_options=config["backend_options"],
+            )
         finally:
             self.bridge.finish()
 
@@ -294,7 +301,7 @@ async def _probe(address: str) -> None:
 
 @asynccontextmanager
 async def open_ray(
-    worker: Any, size: int, options: Mapping[str, Any], *, backend: str = "trio"
+    worker: Any, size: int, options: Mapping[str, Any], *, backend: LoopSpec = ("trio", {})
 ) -> AsyncIterator[ShardedSwarm]:
     """Run a swarm over Ray actors; see the module docstring.
 
