@@ -262,6 +262,7 @@ def test_run_has_one_flag_per_declared_option() -> None:
         "bots",
         "host_check",
         "backend",
+        "uvloop",
         "serve",
         "virtual_time",
         "json_file",
