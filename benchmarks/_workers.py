@@ -48,8 +48,24 @@ def _timed(fn: Callable[[], int]) -> Result:
 # -- 1. 64-byte ping-pong against the C echo server ------------------------------------
 
 
+#: The loops a ping-pong side may run on: ``bots-measure@asyncio`` is `bots-measure` on
+#: asyncio's own loop, ``@uvloop`` on uvloop (anyio's ``use_uvloop``); trio by default.
+LOOPS: dict[str, dict[str, Any]] = {
+    "trio": {"backend": "trio"},
+    "asyncio": {"backend": "asyncio"},
+    "uvloop": {"backend": "asyncio", "backend_options": {"use_uvloop": True}},
+}
+
+
 def pingpong(side: str, port: int, bots: int, seconds: float) -> Result:
-    """`bots` connections doing round trips for `seconds`; `side` is one of PINGPONG_SIDES."""
+    """`bots` connections doing round trips for `seconds`; `side` is one of PINGPONG_SIDES,
+    with ``@LOOP`` (a key of LOOPS) to run it on another loop than trio's."""
+    name, _, loop = side.partition("@")
+    if loop:
+        import anyio
+
+        run = functools.partial(anyio.run, PINGPONG_SIDES[name], port, bots, seconds, **LOOPS[loop])
+        return _timed(run)
     return _timed(functools.partial(trio.run, PINGPONG_SIDES[side], port, bots, seconds))
 
 

@@ -161,7 +161,13 @@ def pingpong(ctx: Context) -> Iterator[Sides]:
         sides: Sides = {
             side: functools.partial(ctx.worker, "pingpong", side=side, **shape)
             for side in (
-                "raw-trio", "bots-measure", "bots-measure-with", "bots-plain", "bots-iterations"
+                "raw-trio",
+                "bots-measure",
+                "bots-measure-with",
+                "bots-plain",
+                "bots-iterations",
+                "bots-measure@asyncio",
+                "bots-measure@uvloop",
             )
         }
         ctx.add_locust(sides, "locust-user", "PingPong", port)
@@ -250,6 +256,22 @@ COMPARISONS: dict[str, list[Comparison]] = {
         Comparison(
             "plain `with bot.measure()`",
             "bots-measure-with",
+            "raw-trio",
+            "rate",
+            RT,
+            kind="diagnostic",
+        ),
+        Comparison(
+            "on asyncio: uvloop vs asyncio's own loop",
+            "bots-measure@uvloop",
+            "bots-measure@asyncio",
+            "rate",
+            RT,
+            kind="diagnostic",
+        ),
+        Comparison(
+            "--backend asyncio --uvloop vs raw trio",
+            "bots-measure@uvloop",
             "raw-trio",
             "rate",
             RT,
