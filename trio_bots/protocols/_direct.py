@@ -17,12 +17,13 @@ for a closed socket, `trio.BrokenResourceError` (the `OSError` as its cause)
 otherwise.
 
 Checkpoints are per exchange, not per call: `send_all` does not yield when
-the kernel takes the bytes at once, and `receive_some` makes a full
-checkpoint (`trio.lowlevel.checkpoint`) when no wait has happened since the
-last `send_all`. So a request and its reply are one checkpoint at least,
-as trio requires of every async call, and cancellation may strike after a
-chunk was read: the caller must drop the connection on any exception, as
-the protocol clients do.
+the kernel takes the bytes at once, and the first `receive_some` after it
+waits for the socket to be readable before it reads (the reply is almost
+never there yet, so a read would only fail with ``EAGAIN``). That wait is a
+full checkpoint, so a request and its reply are one checkpoint at least, as
+trio requires of every async call; later calls read first and wait only
+when nothing is ready. A cancelled exchange may have sent its request: the
+caller must drop the connection on any exception, as the protocol clients do.
 
 Use `direct_stream` to get one only for a stream it suits.
 
@@ -112,7 +113,7 @@ class DirectStream:
 
     def __init__(self, socket: trio.socket.SocketType) -> None:
         self._socket = socket
-        self._pending = False  # sent since the last checkpoint: receive_some owes one
+        self._pending = False  # sent since the last wait: receive_some waits before reading
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         """Send every byte of ``data``, waiting only while the kernel's buffer is full."""
@@ -136,8 +137,18 @@ class DirectStream:
             view = memoryview(view)[sent:]
 
     async def receive_some(self, max_bytes: int = _RECEIVE_SIZE) -> bytes:
-        """Up to ``max_bytes`` bytes, ``b""`` at end of file; waits only when none are ready."""
+        """Up to ``max_bytes`` bytes, ``b""`` at end of file.
+
+        The first call after `send_all` waits until the socket is readable;
+        the others wait only when nothing is ready.
+        """
         socket = self._socket
+        if self._pending:
+            fd = socket.fileno()
+            if fd < 0:
+                raise trio.ClosedResourceError("this socket was already closed")
+            self._pending = False
+            await trio.lowlevel.wait_readable(fd)
         while True:
             fd = socket.fileno()
             if fd < 0:
@@ -150,7 +161,4 @@ class DirectStream:
                 continue
             except OSError as exc:
                 _raise_translated(exc)
-            if self._pending:  # nothing waited since the request went out: checkpoint now
-                self._pending = False
-                await trio.lowlevel.checkpoint()
             return data
