@@ -591,3 +591,40 @@ async def test_a_direct_request_is_a_checkpoint_even_when_the_reply_is_ready() -
         with pytest.raises(trio.ClosedResourceError, match="already closed"):
             await direct.send_all(b"x")
     await listener.aclose()
+
+
+@pytest.mark.trio
+async def test_request_timeout_on_the_direct_path_fails_the_request_and_reconnects() -> None:
+    import trio_bots
+    from trio_bots.protocols import testing
+
+    async def handler(stream: trio.abc.Stream) -> None:
+        data = b""
+        while True:
+            while b"\r\n\r\n" not in data:
+                chunk = await stream.receive_some()
+                if not chunk:
+                    return
+                data += chunk
+            head, _, data = data.partition(b"\r\n\r\n")
+            if b"/slow" in head:
+                await trio.sleep_forever()
+            await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    seen: list[object] = []
+
+    async def worker(bot: trio_bots.Bot) -> None:
+        client = await http.connect(bot, f"http://{bot.swarm.host}")
+        assert client.direct
+        with pytest.raises(trio_bots.RequestTimeout):
+            await client.get("/slow")
+        seen.append(client.direct)  # dropped: the request may still be answered later
+        seen.append((await client.get("/fast")).body)
+        seen.append((client.direct, client.connections))
+
+    with trio.fail_after(10):
+        async with testing.open_server(handler) as host:
+            result = await trio_bots.swarm(worker, 1, host=host, request_timeout=0.2)
+    assert seen == [False, b"ok", (True, 2)]
+    assert result.stats["GET /slow"].failure_count == 1
+    assert result.stats["GET /fast"].count == 1
