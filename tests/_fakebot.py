@@ -46,6 +46,30 @@ class _Measurement:
         self.record.received += received
 
 
+@dataclass
+class _Measure:
+    """Both kinds of context manager, as trio_bots.Measure: records on the way out."""
+
+    records: list[Record]
+    record: Record
+
+    def __enter__(self) -> _Measurement:
+        return _Measurement(self.record)
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if isinstance(exc, Exception):
+            self.record.failed = True
+            self.record.error = exc
+        if exc is None or isinstance(exc, Exception):  # a cancellation records nothing
+            self.records.append(self.record)
+
+    async def __aenter__(self) -> _Measurement:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
 class AnyioStream:
     """The asyncio-side ByteStream surface over an anyio byte stream, raising trio's errors."""
 
@@ -125,17 +149,8 @@ class FakeBot:
         self.streams.append(stream)
         return stream
 
-    @asynccontextmanager
-    async def measure(self, name: str) -> AsyncIterator[_Measurement]:
-        record = Record(name)
-        try:
-            yield _Measurement(record)
-        except Exception as exc:
-            record.failed = True
-            record.error = exc
-            self.records.append(record)
-            raise
-        self.records.append(record)
+    def measure(self, name: str) -> _Measure:
+        return _Measure(self.records, Record(name))
 
     async def aclose(self) -> None:
         for stream in reversed(self.streams):

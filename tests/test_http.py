@@ -435,3 +435,196 @@ def test_headers_mapping_and_response_helpers() -> None:
     assert r.text == "café" and r.ok and "200" in repr(r)
     assert http.Response(500, http.Headers(), b"{}").json() == {}
     assert not http.Response(500, http.Headers(), b"").ok
+
+
+# -- the direct path: a plain trio.SocketStream, read and written on its socket ------------
+
+
+@pytest.mark.anyio
+async def test_the_direct_path_is_taken_for_a_plain_socket_stream_only(
+    anyio_backend: str,
+) -> None:
+    with anyio.fail_after(10):
+        async with open_h11_server(echo) as server, open_fake_bot() as bot:
+            client = await http.connect(bot, server.url)
+            assert client.direct == (anyio_backend == "trio")  # asyncio: the adapter
+            assert (await client.get("/a")).json()["target"] == "/a"
+            await client.aclose()
+            assert not client.direct
+            assert (await client.get("/b")).json()["target"] == "/b"
+            assert client.direct == (anyio_backend == "trio")
+    bot, _ = memory_bot()  # any other stream type (here a memory stream) keeps the stream
+    client = http.Client(bot, "http://example.test")
+    assert not client.direct
+
+
+@pytest.mark.trio
+async def test_the_simulated_network_keeps_the_stream() -> None:
+    import trio_bots
+    from trio_bots.protocols import testing
+    from trio_bots.testing import Network
+
+    seen: list[tuple[bool, int]] = []
+
+    async def worker(bot: trio_bots.Bot) -> None:
+        client = await http.connect(bot, "http://site.test")
+        r = await client.get("/x")
+        seen.append((client.direct, r.status))
+
+    net = Network(latency=0.001)
+    with trio.fail_after(10):
+        async with net.serve(testing.http_echo, "site.test", 80):
+            result = await trio_bots.swarm(worker, 2, network=net)
+    assert seen == [(False, 200)] * 2
+    assert result.stats["GET /x"].count == 2
+
+
+@pytest.mark.anyio
+async def test_a_response_trickled_byte_by_byte_parses_and_counts_every_byte() -> None:
+    wire = frame(b"hello, trickle", None)
+    chunked = frame(b"0123456789" * 2, [3, 5])
+
+    async def script(stream: anyio.abc.ByteStream) -> None:
+        for reply in (wire, chunked):
+            await read_head(stream)
+            for i in range(len(reply)):
+                await stream.send(reply[i : i + 1])
+                await anyio.sleep(0.0005)  # one segment each
+        await anyio.sleep_forever()
+
+    with anyio.fail_after(20):
+        async with open_raw_server(script) as server, open_fake_bot() as bot:
+            client = await http.connect(bot, server.url)
+            assert (await client.get("/one")).body == b"hello, trickle"
+            assert (await client.get("/two")).body == b"0123456789" * 2
+            assert [r.received for r in bot.records] == [len(wire), len(chunked)]
+            assert bot.records[0].sent == len(b"GET /one HTTP/1.1\r\n\r\n") + len(
+                f"Host: 127.0.0.1:{server.port}\r\nUser-Agent: trio-bots/0.1\r\n"
+            )
+            assert client.connections == 1 and not bot.failures
+            await client.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_reset_mid_response_is_a_protocol_error_with_the_os_error_as_cause() -> None:
+    import socket
+    import struct
+
+    part = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial"
+
+    async def script(stream: anyio.abc.ByteStream) -> None:
+        await read_head(stream)
+        await stream.send(part)
+        await anyio.sleep(0.05)  # let the client read it, then reset the connection
+        raw = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await stream.aclose()
+
+    with anyio.fail_after(10):
+        async with open_raw_server(script) as server, open_fake_bot() as bot:
+            client = await http.connect(bot, server.url)
+            with pytest.raises(ProtocolError, match=f"broke after {len(part)} bytes") as info:
+                await client.get("/x")
+            cause = info.value.__cause__
+            assert isinstance(cause, trio.BrokenResourceError | anyio.BrokenResourceError)
+            [rec] = bot.records
+            assert rec.failed and rec.received == len(part)
+            assert not client.direct  # dropped: the next request reconnects
+            assert server.connections == 1
+
+
+@pytest.mark.trio
+async def test_direct_path_busy_client_and_cancellation_reconnect() -> None:
+    arrived = trio.Event()
+
+    async def script(stream: anyio.abc.ByteStream) -> None:
+        while True:
+            head = await read_head(stream)
+            arrived.set()
+            if b"/slow" in head:
+                await anyio.sleep_forever()
+            await stream.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    with trio.fail_after(10):
+        async with open_raw_server(script) as server, open_fake_bot() as bot:
+            client = await http.connect(bot, server.url)
+            assert client.direct
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(client.get, "/slow")
+                await arrived.wait()  # the request is in flight, its answer never comes
+                with pytest.raises(trio.BusyResourceError, match="its own client"):
+                    await client.get("/other")
+                nursery.cancel_scope.cancel()
+            assert not client.direct  # cancelled mid-request: the connection was dropped
+            assert (await client.get("/again")).body == b"ok"
+            assert client.direct and client.connections == 2 and server.connections == 2
+            assert [r.name for r in bot.records] == ["GET /other", "GET /again"]
+            assert not bot.records[1].failed
+
+
+@pytest.mark.trio
+async def test_a_direct_request_is_a_checkpoint_even_when_the_reply_is_ready() -> None:
+    from trio_bots.protocols._direct import direct_stream
+
+    listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+    stream = await trio.open_tcp_stream(*listener.socket.getsockname()[:2])
+    server = await listener.accept()
+    direct = direct_stream(stream)
+    assert direct is not None
+    with trio.fail_after(10):
+        await server.send_all(b"ready")
+        await trio.lowlevel.wait_readable(stream.socket)  # the reply is there before we ask
+        with trio.testing.assert_checkpoints():
+            await direct.send_all(b"request")
+            assert await direct.receive_some() == b"ready"
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await direct.send_all(b"again")
+            await direct.receive_some()  # a checkpoint: raises Cancelled
+        assert scope.cancelled_caught
+        assert await server.receive_some() == b"requestagain"
+        await server.aclose()
+        assert await direct.receive_some() == b""  # end of file
+        await stream.aclose()
+        with pytest.raises(trio.ClosedResourceError, match="already closed"):
+            await direct.receive_some()
+        with pytest.raises(trio.ClosedResourceError, match="already closed"):
+            await direct.send_all(b"x")
+    await listener.aclose()
+
+
+@pytest.mark.trio
+async def test_request_timeout_on_the_direct_path_fails_the_request_and_reconnects() -> None:
+    import trio_bots
+    from trio_bots.protocols import testing
+
+    async def handler(stream: trio.abc.Stream) -> None:
+        data = b""
+        while True:
+            while b"\r\n\r\n" not in data:
+                chunk = await stream.receive_some()
+                if not chunk:
+                    return
+                data += chunk
+            head, _, data = data.partition(b"\r\n\r\n")
+            if b"/slow" in head:
+                await trio.sleep_forever()
+            await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    seen: list[object] = []
+
+    async def worker(bot: trio_bots.Bot) -> None:
+        client = await http.connect(bot, f"http://{bot.swarm.host}")
+        assert client.direct
+        with pytest.raises(trio_bots.RequestTimeout):
+            await client.get("/slow")
+        seen.append(client.direct)  # dropped: the request may still be answered later
+        seen.append((await client.get("/fast")).body)
+        seen.append((client.direct, client.connections))
+
+    with trio.fail_after(10):
+        async with testing.open_server(handler) as host:
+            result = await trio_bots.swarm(worker, 1, host=host, request_timeout=0.2)
+    assert seen == [False, b"ok", (True, 2)]
+    assert result.stats["GET /slow"].failure_count == 1
+    assert result.stats["GET /fast"].count == 1

@@ -80,6 +80,7 @@ async def test_https_keep_alive_post_and_stale_retry(
             url = f"https://127.0.0.1:{server.port}"
             async with await http.connect(bot, url) as client:
                 assert (await client.get("/a?b=1")).body == b"GET /a?b=1 "
+                assert not client.direct  # TLS: the client keeps the SSLStream
                 assert (await client.post("/p", body=b"x")).body == b"POST /p x"
                 assert (await client.get("/drop")).body == b"bye"
                 await server.dropped.wait()

@@ -350,6 +350,7 @@ async def test_the_protocol_helpers_annotate_their_frames(tmp_path: Path) -> Non
         if bot.id == 0:
             client = await http.connect(bot, f"http://{host}")
             await client.post("/item", body=b"abc")
+            assert not client.direct  # traced: the client keeps the TracedStream
         elif bot.id == 1:
             ws = await websocket.connect(bot, f"ws://{host}/chat")
             await ws.send("hello")

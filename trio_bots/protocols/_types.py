@@ -14,10 +14,10 @@ Example:
 from __future__ import annotations
 
 import ssl
-from contextlib import AbstractAsyncContextManager
+from types import TracebackType
 from typing import Protocol
 
-__all__ = ["BotLike", "ByteStream", "Measurement"]
+__all__ = ["BotLike", "ByteStream", "MeasureContext", "Measurement"]
 
 
 class ByteStream(Protocol):
@@ -60,12 +60,54 @@ class Measurement(Protocol):
     def add_bytes(self, sent: int, received: int) -> None: ...
 
 
+class MeasureContext(Protocol):
+    """What ``bot.measure(name)`` returns: a context manager of both kinds.
+
+    ``with`` and ``async with`` mean the same; the plain ``with`` is the
+    cheaper one (no coroutine in or out), and it may wrap awaits. The HTTP
+    client uses it; the other clients use ``async with``.
+
+    Example:
+        >>> import contextlib
+        >>> class Record:
+        ...     def fail(self, reason: str) -> None: pass
+        ...     def add_bytes(self, sent: int, received: int) -> None: print(sent, received)
+        ...     def __enter__(self) -> "Record": return self
+        ...     def __exit__(self, *exc: object) -> None: pass
+        ...     async def __aenter__(self) -> "Record": return self
+        ...     async def __aexit__(self, *exc: object) -> None: pass
+        >>> context: MeasureContext = Record()
+        >>> with context as m:
+        ...     m.add_bytes(1, 2)
+        1 2
+    """
+
+    def __enter__(self) -> Measurement: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None: ...
+
+    async def __aenter__(self) -> Measurement: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None: ...
+
+
 class BotLike(Protocol):
     """The part of `trio_bots.Bot` that the protocol clients use.
 
     ``connect_tcp`` returns a connected stream (TLS handshake done) or raises
-    `trio_bots.ConnectError`; ``measure`` is an async context manager that
-    records the body's latency and counts an exception in it as a failure.
+    `trio_bots.ConnectError`; ``measure`` returns a `MeasureContext`, a
+    context manager (plain or async) that records the body's latency and
+    counts an exception in it as a failure.
 
     Example:
         >>> import trio, trio_bots
@@ -86,4 +128,4 @@ class BotLike(Protocol):
         server_hostname: str | None = None,
     ) -> ByteStream: ...
 
-    def measure(self, name: str) -> AbstractAsyncContextManager[Measurement]: ...
+    def measure(self, name: str) -> MeasureContext: ...

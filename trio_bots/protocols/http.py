@@ -49,6 +49,7 @@ from urllib.parse import quote
 import httptools
 
 from .._errors import ConfigError, ProtocolError
+from ._direct import DirectStream, direct_stream
 from ._response import Headers, Response
 from ._types import BotLike, ByteStream
 from ._util import (
@@ -167,6 +168,10 @@ class Client(AsyncResource):
     Attributes:
         url: the origin (and path prefix) given to `connect`.
         connections: how many connections it has opened so far.
+        direct: True while the connection is a plain `trio.SocketStream`, which
+            the client reads and writes on its socket directly, without the
+            stream's layers (faster, same errors); False for TLS, traced or
+            simulated streams and on asyncio.
 
     Example:
         >>> import trio, trio_bots
@@ -175,11 +180,13 @@ class Client(AsyncResource):
         ...     async with await http.connect(bot, f"http://{bot.swarm.host}/api") as client:
         ...         r = await client.post("/login", json={"user": "bot"}, expect=[200, 401])
         ...         print(r.status, r.json()["target"], r.json()["body"], client.connections)
+        ...         print(client.direct)  # a plain trio.SocketStream on trio
         >>> async def main():
         ...     async with testing.open_server(testing.http_echo) as host:
         ...         await trio_bots.swarm(worker, 1, host=host)
         >>> trio.run(main)
         200 /api/login {"user":"bot"} 1
+        True
     """
 
     def __init__(
@@ -202,6 +209,8 @@ class Client(AsyncResource):
         self._base_block = _header_block(base.values())
         self._cache: dict[tuple[str, str], tuple[bytes, str]] = {}
         self._stream: ByteStream | None = None
+        #: What requests go through: the stream, or a DirectStream on its socket.
+        self._wire: ByteStream | DirectStream | None = None
         self._reader: _Reader | None = None
         #: The connection's ``annotate`` when the bot is traced (docs/traces.md), else None.
         self._annotate: Callable[[str], None] | None = None
@@ -209,6 +218,7 @@ class Client(AsyncResource):
         self._sent = 0
         self._received = 0
         self.connections = 0
+        self.direct = False
 
     # -- requests ---------------------------------------------------------------
 
@@ -261,7 +271,7 @@ class Client(AsyncResource):
         else:
             payload = self._build(method, path, headers, body, json)
             default_name = f"{method} {path.partition('?')[0]}"
-        async with self._bot.measure(name or default_name) as m:
+        with self._bot.measure(name or default_name) as m:  # the cheaper, plain form
             self._sent = self._received = 0
             try:
                 response = await self._exchange(method, path, payload)
@@ -467,7 +477,7 @@ class Client(AsyncResource):
         with self._guard:
             retried = False
             while True:
-                stream, reader = self._stream, self._reader
+                stream, reader = self._wire, self._reader
                 reused = stream is not None
                 if stream is None or reader is None:
                     stream, reader = await self._open()
@@ -496,7 +506,12 @@ class Client(AsyncResource):
                 return response
 
     async def _roundtrip(
-        self, stream: ByteStream, reader: _Reader, payload: bytes, method: str, path: str
+        self,
+        stream: ByteStream | DirectStream,
+        reader: _Reader,
+        payload: bytes,
+        method: str,
+        path: str,
     ) -> Response:
         annotate = self._annotate
         if annotate is not None:
@@ -570,7 +585,7 @@ class Client(AsyncResource):
             self._reader = _Reader()
         return response
 
-    async def _open(self) -> tuple[ByteStream, _Reader]:
+    async def _open(self) -> tuple[ByteStream | DirectStream, _Reader]:
         t = self._target
         stream = await self._bot.connect_tcp(
             t.host,
@@ -582,10 +597,14 @@ class Client(AsyncResource):
         self.connections += 1
         self._stream, self._reader = stream, _Reader()
         self._annotate = annotator(stream)
-        return stream, self._reader
+        direct = direct_stream(stream)
+        self.direct = direct is not None
+        self._wire = wire = stream if direct is None else direct
+        return wire, self._reader
 
     async def _discard(self) -> None:
-        stream, self._stream, self._reader = self._stream, None, None
+        stream, self._stream, self._reader, self._wire = self._stream, None, None, None
+        self.direct = False
         if stream is not None:
             await aclose_forcefully(stream)
 
