@@ -15,11 +15,14 @@ Example:
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
+import anyio.from_thread
+import anyio.lowlevel
 import sniffio
 import trio
 
@@ -202,3 +205,48 @@ def running_loop_spec() -> LoopSpec:
 
     on_uvloop = type(asyncio.get_running_loop()).__module__.startswith("uvloop")
     return name, {"use_uvloop": True} if on_uvloop else {}
+
+
+class LoopCaller:
+    """Calls a function in one event loop, from that loop's thread or any other.
+
+    `bind` it from inside the loop; until then, and from the loop's own thread,
+    `call` calls at once. From another thread it waits for the loop to run it,
+    and does nothing once the loop has closed.
+
+    Example:
+        >>> import threading, trio
+        >>> async def main():
+        ...     caller, seen = LoopCaller(), []
+        ...     caller.bind()
+        ...     here = threading.get_ident()
+        ...     caller.call(seen.append, "same thread")
+        ...     def elsewhere():
+        ...         caller.call(lambda: seen.append(threading.get_ident() == here))
+        ...     await trio.to_thread.run_sync(elsewhere)
+        ...     return seen
+        >>> trio.run(main)
+        ['same thread', True]
+    """
+
+    __slots__ = ("_thread", "_token")
+
+    def __init__(self) -> None:
+        self._token: Any = None
+        self._thread: int | None = None
+
+    def bind(self) -> None:
+        """Remember the running loop (call it from inside the loop)."""
+        self._token = anyio.lowlevel.current_token()
+        self._thread = threading.get_ident()
+
+    def call(self, fn: Callable[..., None], *args: Any) -> None:
+        """``fn(*args)`` in the bound loop; see the class."""
+        token = self._token
+        if token is None or threading.get_ident() == self._thread:
+            fn(*args)
+            return
+        try:
+            anyio.from_thread.run_sync(fn, *args, token=token)
+        except RuntimeError:
+            pass  # the event loop closed in the meantime: nothing is left to call

@@ -25,7 +25,7 @@ import anyio
 
 from .._errors import ConfigError, SwarmAborted
 from ..metrics import failures_from_snapshot, stats_from_snapshot, timeline_from_snapshot
-from .backend import current_backend
+from .backend import LoopCaller, current_backend
 from .bot import Bot, enter_bot_task
 from .data import feeder_for_run
 from .load import ClosedModel, OpenModel, make_load
@@ -110,8 +110,7 @@ class Swarm:
         self._max_failures: int | None = options["max_failures"]
         self._done = runtime.backend.event()
         self._task_group: Any = None
-        self._token: Any = None  # the event loop's token, for calls from other threads
-        self._loop_thread: int | None = None  # the event loop's thread
+        self._loop = LoopCaller()  # bound at the start: calls from other threads
         self._bot_failures: list[BotFailure] = []
         self._feeding = True  # False once no more bots will be started
         self._aborted = False
@@ -332,14 +331,7 @@ class Swarm:
         """Call ``fn(*args)`` in the swarm's event loop, from its thread or another."""
         if self.result is not None:
             return  # the swarm is over
-        token = self._token
-        if token is None or threading.get_ident() == self._loop_thread:
-            fn(*args)
-            return
-        try:
-            anyio.from_thread.run_sync(fn, *args, token=token)
-        except RuntimeError:
-            pass  # the event loop closed in the meantime: the swarm is over
+        self._loop.call(fn, *args)
 
     def on_tick(self, fn: Callable[[Tick], None]) -> Callable[[], None]:
         """Call ``fn(tick)`` in the loop once per second of the run, with what that
@@ -506,8 +498,7 @@ class Swarm:
 
     def _begin(self, task_group: Any, cancel_after: float | None) -> None:
         self._task_group = task_group
-        self._token = anyio.lowlevel.current_token()
-        self._loop_thread = threading.get_ident()
+        self._loop.bind()
         task_group.start_soon(self._runtime.run_ticker, name="trio_bots ticker")
         if self.options["handle_sigint"]:
             task_group.start_soon(self._handle_signals, name="trio_bots signals")

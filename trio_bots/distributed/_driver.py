@@ -28,9 +28,8 @@ from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 import anyio
-import anyio.from_thread
-import anyio.lowlevel
 
+from .._core.backend import LoopCaller
 from .._core.monitor import Monitor
 from .._core.options import preflight_fds
 from .._core.result import BotFailure, SwarmResult, SwarmStatistics
@@ -238,8 +237,7 @@ class ShardedSwarm:
         self.abort_cause: BaseException | None = None
         self.error: str | None = None
         self.task_group: Any = None  # the driver's, set by `drive`
-        self._token: Any = None  # the driver loop's, for calls from other threads
-        self._loop_thread: int | None = None
+        self._loop = LoopCaller()  # the driver loop, bound by `drive`: calls from other threads
         self._monitor: Monitor | None = None
 
     def watch(self) -> None:
@@ -355,14 +353,7 @@ class ShardedSwarm:
             self._send_soon(state, message)
 
     def _in_loop(self, fn: Callable[..., None], *args: Any) -> None:
-        token = self._token
-        if token is None or threading.get_ident() == self._loop_thread:
-            fn(*args)
-            return
-        try:
-            anyio.from_thread.run_sync(fn, *args, token=token)
-        except RuntimeError:
-            pass  # the event loop closed in the meantime: the run is over
+        self._loop.call(fn, *args)
 
     def on_tick(self, fn: Callable[[Tick], None]) -> Callable[[], None]:
         """Call ``fn(tick)`` once per second of the run, with the merged second."""
@@ -668,8 +659,7 @@ async def drive(
     try:
         async with anyio.create_task_group() as task_group:
             run.task_group = task_group
-            run._token = anyio.lowlevel.current_token()
-            run._loop_thread = threading.get_ident()
+            run._loop.bind()
             await start(run)
             for state in run.shards:
                 task_group.start_soon(run._read, state)
