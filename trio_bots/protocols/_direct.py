@@ -76,6 +76,15 @@ def direct_stream(stream: Any) -> DirectStream | None:
     return None
 
 
+def _open_fd(socket: trio.socket.SocketType) -> int:
+    """The socket's fd, or `trio.ClosedResourceError` once it is closed (checked before
+    every system call: a closed fd number may already be another file's)."""
+    fd = socket.fileno()
+    if fd < 0:
+        raise trio.ClosedResourceError("this socket was already closed")
+    return fd
+
+
 def _raise_translated(exc: OSError) -> NoReturn:
     # As trio.SocketStream does: a closed socket, or a broken connection with its cause.
     if exc.errno in _CLOSED_ERRNOS:
@@ -121,9 +130,7 @@ class DirectStream:
         self._pending = True
         view: bytes | bytearray | memoryview = data
         while True:
-            fd = socket.fileno()
-            if fd < 0:
-                raise trio.ClosedResourceError("this socket was already closed")
+            fd = _open_fd(socket)
             try:
                 sent = os.write(fd, view)
             except BlockingIOError:
@@ -144,20 +151,14 @@ class DirectStream:
         """
         socket = self._socket
         if self._pending:
-            fd = socket.fileno()
-            if fd < 0:
-                raise trio.ClosedResourceError("this socket was already closed")
             self._pending = False
-            await trio.lowlevel.wait_readable(fd)
+            await trio.lowlevel.wait_readable(_open_fd(socket))
         while True:
-            fd = socket.fileno()
-            if fd < 0:
-                raise trio.ClosedResourceError("this socket was already closed")
+            fd = _open_fd(socket)
             try:
                 data = os.read(fd, max_bytes)
             except BlockingIOError:
                 await trio.lowlevel.wait_readable(fd)
-                self._pending = False
                 continue
             except OSError as exc:
                 _raise_translated(exc)
