@@ -14,7 +14,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,19 @@ def request(url: str, *, data: Any = None, headers: dict[str, str] | None = None
         return exc.code, json.loads(exc.read() or b"null")
 
 
+def wait_for_stats(
+    base: str, ready: Callable[[dict[str, Any]], bool], seconds: float = 30
+) -> dict[str, Any]:
+    """Poll ``base``/api/stats until ``ready(stats)``; fail with the last answer after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        _, stats = request(f"{base}/api/stats")
+        if ready(stats):
+            return stats
+        assert time.monotonic() < deadline, stats
+        time.sleep(0.2)
+
+
 def wait_up(port: int, proc: subprocess.Popen[str]) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -71,6 +84,19 @@ def wait_up(port: int, proc: subprocess.Popen[str]) -> None:
         except OSError:
             time.sleep(0.1)
     raise AssertionError("the dashboard never listened")
+
+
+@contextmanager
+def running(port: int, *args: str, scenario: str = "live.py") -> Iterator[subprocess.Popen[str]]:
+    """`start_run`, once its dashboard listens; killed on the way out if it still runs."""
+    proc = start_run(port, *args, scenario=scenario)
+    try:
+        wait_up(port, proc)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def finish(proc: subprocess.Popen[str]) -> str:
@@ -193,9 +219,7 @@ def test_a_real_browser_watches_and_steers_the_run(tmp_path: Path) -> None:
     # passes at first and fails once 5000 naps are done (3 bots nap at most 300/s)
     thresholds = ["p99(nap) < 1ms", "failure_rate < 90%", "count(nap) < 5000"]
     flags = [arg for t in thresholds for arg in ("--threshold", t)]
-    proc = start_run(port, "--duration", "60", "--json", str(report), *flags)
-    try:
-        wait_up(port, proc)
+    with running(port, "--duration", "60", "--json", str(report), *flags) as proc:
         with open_browser(tmp_path, f"http://127.0.0.1:{port}/") as devtools:
 
             async def drive() -> None:
@@ -254,10 +278,6 @@ def test_a_real_browser_watches_and_steers_the_run(tmp_path: Path) -> None:
 
             trio.run(drive)
         stderr = finish(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 1, stderr  # two thresholds failed
     data = json.loads(report.read_text())
     assert data["run"]["interrupted"] is True
@@ -275,9 +295,7 @@ CHART_LINES = (
 @needs_chromium
 def test_the_open_model_charts_raw_percentiles_beside_the_corrected(tmp_path: Path) -> None:
     port = free_port()
-    proc = start_run(port, "--rate", "30", "--duration", "60")
-    try:
-        wait_up(port, proc)
+    with running(port, "--rate", "30", "--duration", "60") as proc:
         with open_browser(tmp_path, f"http://127.0.0.1:{port}/") as devtools:
 
             async def drive() -> None:
@@ -301,10 +319,6 @@ def test_the_open_model_charts_raw_percentiles_beside_the_corrected(tmp_path: Pa
 
             trio.run(drive)
         stderr = finish(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0, stderr
 
 
@@ -320,21 +334,15 @@ def test_a_sharded_run_shows_a_row_per_shard(tmp_path: Path) -> None:
     report = tmp_path / "run.json"
     # 6 bots over 2 processes: each records 5 latencies, joins table-0 (ids 0-2) or
     # table-1 (ids 3-5), steps, measures once more and waits for the stop
-    proc = start_run(
-        port, "--processes", "2", "--duration", "60", "--json", str(report),
-        scenario="shards.py:worker",
-    )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-    try:
-        wait_up(port, proc)
-        deadline = time.monotonic() + 30
-        while True:
-            _, stats = request(f"{base}/api/stats")
-            rows = stats.get("shards", [])  # {"running": false} until the run starts
-            if [row["requests"] for row in rows] == [18, 18] and stats["groups"]:
-                break
-            assert time.monotonic() < deadline, stats
-            time.sleep(0.2)
+    shards = ("--processes", "2", "--duration", "60", "--json", str(report))
+    with running(port, *shards, scenario="shards.py:worker") as proc:
+        stats = wait_for_stats(  # {"running": false} until the run starts
+            base,
+            lambda stats: [row["requests"] for row in stats.get("shards", [])] == [18, 18]
+            and bool(stats["groups"]),
+        )
+        rows = stats["shards"]
         assert [(r["index"], r["first_bot"], r["last_bot"]) for r in rows] == [(0, 0, 2), (1, 3, 5)]
         assert [(r["state"], r["bots_running"], r["bots_started"]) for r in rows] == [
             ("running", 3, 3),
@@ -362,10 +370,6 @@ def test_a_sharded_run_shows_a_row_per_shard(tmp_path: Path) -> None:
             trio.run(drive)
         assert request(f"{base}/api/stop", data={}, headers={"Origin": base}) == (200, {"ok": True})
         stderr = finish(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0, stderr
     data = json.loads(report.read_text())
     assert [row["pid"] for row in data["shards"]] == pids
@@ -374,27 +378,19 @@ def test_a_sharded_run_shows_a_row_per_shard(tmp_path: Path) -> None:
 
 def test_a_sharded_open_model_run_serves_the_merged_raw_percentiles() -> None:
     port = free_port()
-    proc = start_run(port, "--processes", "2", "--rate", "30", "--duration", "60")
     base = f"http://127.0.0.1:{port}"
-    try:
-        wait_up(port, proc)
-        deadline = time.monotonic() + 30
-        while True:
-            _, stats = request(f"{base}/api/stats")
+    with running(port, "--processes", "2", "--rate", "30", "--duration", "60") as proc:
+        def ticked(stats: dict[str, Any]) -> bool:
             tick = stats.get("last_tick") or {}
-            if tick.get("raw", {}).get("nap") and tick["names"]["nap"]["count"]:
-                break
-            assert time.monotonic() < deadline, stats
-            time.sleep(0.2)
+            return bool(tick.get("raw", {}).get("nap") and tick["names"]["nap"]["count"])
+
+        stats = wait_for_stats(base, ticked)
+        tick = stats["last_tick"]
         assert len(stats["shards"]) == 2
         raw, corrected = tick["raw"]["nap"], tick["names"]["nap"]
         assert 0.01 <= raw["p50"] <= raw["p99"] <= corrected["p99"] * 1.01
         assert request(f"{base}/api/stop", data={"grace": 0}, headers={"Origin": base})[0] == 200
         stderr = finish(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0, stderr
 
 
