@@ -525,15 +525,19 @@ def _start_stubborn(tmp_path: Path, backend: str, stop_grace: str) -> subprocess
     )
 
 
-def _read_until(proc: subprocess.Popen[str], marker: str) -> None:
+def read_until(proc: subprocess.Popen[str], marker: str) -> None:
+    """Read the child's stdout up to the line `marker` (within TIMEOUT)."""
     assert proc.stdout is not None
-    lines: list[str] = []
+    seen: list[str] = []
+    deadline = time.monotonic() + TIMEOUT
     while (line := proc.stdout.readline()) and line.strip() != marker:
-        lines.append(line)
-    assert line.strip() == marker, lines
+        seen.append(line)
+        assert time.monotonic() < deadline, seen
+    assert line.strip() == marker, seen
 
 
-def _finish(proc: subprocess.Popen[str]) -> tuple[str, str]:
+def finish(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """The child's stdout and stderr once it ends (killed after TIMEOUT)."""
     try:
         return proc.communicate(timeout=TIMEOUT)
     finally:
@@ -548,9 +552,9 @@ def _finish(proc: subprocess.Popen[str]) -> tuple[str, str]:
 )
 def test_one_signal_stops_gracefully(tmp_path: Path, signum: int, backend: str) -> None:
     proc = _start_stubborn(tmp_path, backend, stop_grace="0.3")
-    _read_until(proc, "ready")
+    read_until(proc, "ready")
     proc.send_signal(signum)
-    out, err = _finish(proc)
+    out, err = finish(proc)
     assert proc.returncode == 128 + signum, err
     assert "Traceback" not in out + err
     doc = json.loads((tmp_path / "run.json").read_text())
@@ -566,12 +570,12 @@ def test_second_signal_cancels_at_once(tmp_path: Path, signum: int, backend: str
     # The bots ignore the graceful stop and the grace is long: only the
     # second signal can end this run in time.
     proc = _start_stubborn(tmp_path, backend, stop_grace="60")
-    _read_until(proc, "ready")
+    read_until(proc, "ready")
     proc.send_signal(signum)
-    _read_until(proc, "stopping")
+    read_until(proc, "stopping")
     start = time.monotonic()
     proc.send_signal(signum)
-    _, err = _finish(proc)
+    _, err = finish(proc)
     assert proc.returncode == 128 + signum, err
     assert time.monotonic() - start < 30  # far less than the 60 s grace
     doc = json.loads((tmp_path / "run.json").read_text())
@@ -587,8 +591,8 @@ def test_ctrl_c_before_the_swarm_starts_exits_130() -> None:
         text=True,
         cwd=SCENARIOS,
     )
-    _read_until(proc, "importing")
+    read_until(proc, "importing")
     proc.send_signal(signal.SIGINT)
-    out, err = _finish(proc)
+    out, err = finish(proc)
     assert proc.returncode == 130, err
     assert "Traceback" not in out + err

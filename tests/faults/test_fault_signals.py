@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from _faults import PYTHON, check_reports, check_run_file_accounting, child_env
+from test_cli import finish, read_until
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 OLD_SCENARIOS = Path(__file__).parents[1] / "scenarios"
@@ -32,25 +33,6 @@ def start(phase: str, tmp_path: Path, *extra: str, cwd: Path = SCENARIOS) -> sub
 def run_args(tmp_path: Path) -> list[str]:
     return ["phases.py", "--no-live", "--json", str(tmp_path / "run.json"), "--csv",
             str(tmp_path / "run")]  # fmt: skip
-
-
-def read_until(proc: subprocess.Popen[str], marker: str) -> None:
-    assert proc.stdout is not None
-    seen: list[str] = []
-    deadline = time.monotonic() + TIMEOUT
-    while (line := proc.stdout.readline()) and line.strip() != marker:
-        seen.append(line)
-        assert time.monotonic() < deadline, seen
-    assert line.strip() == marker, seen
-
-
-def finish(proc: subprocess.Popen[str]) -> tuple[str, str]:
-    try:
-        return proc.communicate(timeout=TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def check_run(tmp_path: Path) -> dict[str, object]:
