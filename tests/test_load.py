@@ -405,9 +405,10 @@ def test_dispatch_lateness_p99_shows_a_loop_that_blocked() -> None:
             await trio.lowlevel.checkpoint()
 
     async def main() -> Any:
-        async with trio_bots.open_swarm(worker, 4, rate=200, duration=1.0) as swarm:
-            await trio.sleep(0.9)
-            return swarm.statistics(metrics=False)
+        with trio.fail_after(10):
+            async with trio_bots.open_swarm(worker, 4, rate=200, duration=1.0) as swarm:
+                await trio.sleep(0.9)
+                return swarm.statistics(metrics=False)
 
     during = trio.run(main)
     assert during.arrivals > 100
@@ -415,9 +416,10 @@ def test_dispatch_lateness_p99_shows_a_loop_that_blocked() -> None:
     assert during.arrival_lateness_mean < during.arrival_lateness_p99
 
     async def closed() -> Any:
-        async with trio_bots.open_swarm(worker, 2, duration=0.1) as swarm:
-            await trio.sleep(0.05)
-            return swarm.statistics(metrics=False)
+        with trio.fail_after(10):
+            async with trio_bots.open_swarm(worker, 2, duration=0.1) as swarm:
+                await trio.sleep(0.05)
+                return swarm.statistics(metrics=False)
 
     assert trio.run(closed).arrival_lateness_p99 == 0.0  # no arrivals in the closed model
 
